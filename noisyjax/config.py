@@ -1,0 +1,197 @@
+"""Static configuration and swept hyperparameters (SCIENCE.md sections 2-3).
+
+`Config` is frozen and hashable: shapes, step counts and model choices, closed over by
+`make_train` so that one configuration is one compiled program. `HParams` is a registered pytree
+of scalars: every field can become a sweep axis, so one compile covers a whole grid. `Sizes`
+carries the active (n, d) of a run padded into a larger compiled shape.
+
+Validation happens here, at the Python boundary, once; traced code never validates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+ACTIVATIONS = ("relu", "relu_q", "leaky_relu")
+NOISE_KINDS = ("orthogonal", "isotropic")
+SIGNAL_KINDS = ("e1", "random")
+FLIP_MODES = ("bernoulli", "exact")
+OPTIMIZERS = ("gd", "sgd", "adam")
+DTYPES = ("float32", "float64")
+ENGINES = ("dense",)
+
+
+class ConfigError(ValueError):
+    """A user-supplied setting is out of range; the message names field, value and allowed set."""
+
+
+def fail(field: str, value: Any, allowed: str) -> None:
+    """Raise the project's one-line configuration error."""
+    raise ConfigError(f"{field}={value!r} is invalid: allowed {allowed}")
+
+
+def check_int(field: str, value: Any, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        fail(field, value, f"an integer >= {minimum}")
+
+
+def check_real(field: str, value: Any, low: float, high: float, *, open_high: bool = False,
+               open_low: bool = False) -> None:
+    """Check a finite real number in [low, high] (ends opened on request)."""
+    is_real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not is_real or not math.isfinite(float(value)):
+        fail(field, value, f"a finite number in {_interval(low, high, open_low, open_high)}")
+    v = float(value)
+    bad_low = v <= low if open_low else v < low
+    bad_high = v >= high if open_high else v > high
+    if bad_low or bad_high:
+        fail(field, value, f"a finite number in {_interval(low, high, open_low, open_high)}")
+
+
+def check_choice(field: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        fail(field, value, "one of " + ", ".join(repr(c) for c in choices))
+
+
+def _interval(low: float, high: float, open_low: bool, open_high: bool) -> str:
+    return f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Static settings of one compiled training program.
+
+    Attributes:
+      n, d, m: training samples, dimension, filters per output sign.
+      steps, log_every: optimisation steps; metrics are recorded every `log_every` steps (and at 0).
+      n_test: fresh test samples drawn from the same distribution.
+      activation: "relu" (the paper), "relu_q" (max(0, z)^q, Cao et al. 2022), "leaky_relu".
+      noise: "orthogonal" (xi orthogonal to mu, the default) or "isotropic".
+      signal: "e1" (mu = ||mu|| e_1) or "random" (a uniformly random direction).
+      flip: "bernoulli" (independent flips) or "exact" (exactly round(tau n_class) per class).
+      optimizer: "gd" (full batch, the theory), "sgd" (minibatches of `batch_size`), "adam".
+      label_noise_gd: re-flip the observed labels independently at every step with probability
+        `HParams.relabel_rate` (label-noise GD, arXiv 2510.17526).
+      dtype: "float32" (default) or "float64" (needs `jax_enable_x64`).
+      engine: how a step is computed; only "dense" for now.
+    """
+
+    n: int = 200
+    d: int = 2000
+    m: int = 20
+    steps: int = 1000
+    log_every: int = 10
+    n_test: int = 1000
+    activation: str = "relu"
+    q: float = 3.0
+    leaky_slope: float = 0.1
+    noise: str = "orthogonal"
+    signal: str = "e1"
+    flip: str = "bernoulli"
+    optimizer: str = "gd"
+    batch_size: int = 32
+    label_noise_gd: bool = False
+    dtype: str = "float32"
+    engine: str = "dense"
+
+    def __post_init__(self) -> None:
+        for field in ("n", "d", "m", "steps", "log_every", "n_test"):
+            check_int(field, getattr(self, field))
+        if self.steps % self.log_every:
+            fail("log_every", self.log_every, f"a divisor of steps={self.steps}")
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_real("q", self.q, 1.0, 16.0, open_low=True)
+        check_real("leaky_slope", self.leaky_slope, 0.0, 1.0, open_high=True)
+        check_choice("noise", self.noise, NOISE_KINDS)
+        check_choice("signal", self.signal, SIGNAL_KINDS)
+        check_choice("flip", self.flip, FLIP_MODES)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_int("batch_size", self.batch_size)
+        if self.optimizer == "sgd" and self.batch_size > self.n:
+            fail("batch_size", self.batch_size, f"an integer in [1, n={self.n}] with optimizer 'sgd'")
+        if not isinstance(self.label_noise_gd, bool):
+            fail("label_noise_gd", self.label_noise_gd, "True or False")
+        check_choice("dtype", self.dtype, DTYPES)
+        check_choice("engine", self.engine, ENGINES)
+
+    @property
+    def n_logs(self) -> int:
+        """Logged points per run, step 0 included."""
+        return self.steps // self.log_every + 1
+
+    @property
+    def float_dtype(self) -> jnp.dtype:
+        if self.dtype == "float64" and not jax.config.jax_enable_x64:
+            fail("dtype", self.dtype, "'float32', or 'float64' after jax_enable_x64 is set")
+        return jnp.dtype(self.dtype)
+
+    @property
+    def exact_recursion(self) -> bool:
+        """Whether gamma and rho follow the exact GD recursion (SCIENCE.md section 4)."""
+        return self.optimizer in ("gd", "sgd")
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class HParams:
+    """Swept scalars: a pytree whose leaves may be Python floats, arrays or tracers.
+
+    Attributes:
+      eta: step size.
+      tau_plus: P(y_obs = -1 | y = +1).   tau_minus: P(y_obs = +1 | y = -1).
+      mu_norm: ||mu||.   sigma_p: noise scale.   sigma_0: initialisation scale.
+      relabel_rate: per-step flip probability of label-noise GD (used only when switched on).
+    """
+
+    eta: Any = 0.05
+    tau_plus: Any = 0.2
+    tau_minus: Any = 0.2
+    mu_norm: Any = 7.0
+    sigma_p: Any = 1.0
+    sigma_0: Any = 0.01
+    relabel_rate: Any = 0.1
+
+    def __post_init__(self) -> None:
+        # Only concrete Python numbers are checked: pytree unflattening passes tracers through.
+        for field, low, high, open_low, open_high in HPARAM_RANGES:
+            value = getattr(self, field)
+            if isinstance(value, numbers.Number):
+                check_real(field, value, low, high, open_low=open_low, open_high=open_high)
+
+    def replace(self, **changes: Any) -> HParams:
+        return dataclasses.replace(self, **changes)
+
+
+# (field, low, high, open_low, open_high): the allowed range of each hyperparameter.
+HPARAM_RANGES = (
+    ("eta", 0.0, math.inf, True, True),
+    ("tau_plus", 0.0, 0.5, False, True),
+    ("tau_minus", 0.0, 0.5, False, True),
+    ("mu_norm", 0.0, math.inf, False, True),
+    ("sigma_p", 0.0, math.inf, True, True),
+    ("sigma_0", 0.0, math.inf, False, True),
+    ("relabel_rate", 0.0, 0.5, False, True),
+)
+HPARAM_FIELDS = tuple(f.name for f in dataclasses.fields(HParams))
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """Active sample count and dimension of a run padded into a `Config` of larger n and d."""
+
+    n: Any
+    d: Any
+
+    @classmethod
+    def full(cls, cfg: Config) -> Sizes:
+        return cls(n=jnp.asarray(cfg.n, jnp.int32), d=jnp.asarray(cfg.d, jnp.int32))

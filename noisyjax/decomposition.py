@@ -1,0 +1,98 @@
+"""The signal-noise decomposition of the filters (SCIENCE.md section 4).
+
+w_{j,r}(t) = w_{j,r}(0) + j gamma_{j,r}(t) mu/||mu||^2 + sum_i rho_{j,r,i}(t) xi_i/||xi_i||^2.
+
+Under (minibatch) gradient descent the coefficients follow exact recursions driven by l'_i and
+act', computed here from the pre-activations of the step; other optimizers leave span{mu, xi_i}
+and get the least-squares projection of their update instead.
+
+Shape letters: N samples, P patches, D dimension, J = 2 signs, M filters, K = N + 1 basis vectors.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from noisyjax.config import Config
+from noisyjax.data import Batch
+from noisyjax.model import SIGNS_J, activation_pair, output
+
+
+class Geometry(NamedTuple):
+    """Per-run constants of the decomposition, computed once from the training set."""
+
+    mu_norm2: jax.Array  # ||mu||^2
+    xi_norm2_N: jax.Array  # ||xi_i||^2 (1 on padding samples, whose xi is 0)
+    gram_b_NN: jax.Array  # <xi_i, xi_k> / (||xi_i||^2 ||xi_k||^2): Gram of the noise basis
+    basis_KD: jax.Array | None  # [mu/||mu||^2; xi_i/||xi_i||^2], only for projected optimizers
+    basis_chol_KK: jax.Array | None  # Cholesky factor of the basis Gram matrix
+
+
+def geometry(train: Batch, cfg: Config) -> Geometry:
+    """Norms and Gram matrices that the coefficient updates and gradient norms need."""
+    xi_ND = train.x[:, 1]
+    mu_norm2 = jnp.dot(train.mu, train.mu)
+    xi_norm2_N = jnp.where(train.mask, jnp.sum(xi_ND**2, axis=1), 1.0)
+    b_ND = xi_ND / xi_norm2_N[:, None]
+    gram_b_NN = b_ND @ b_ND.T
+    basis_KD = basis_chol_KK = None
+    if not cfg.exact_recursion:
+        b0_D = jnp.where(mu_norm2 > 0, train.mu / jnp.where(mu_norm2 > 0, mu_norm2, 1.0), 0.0)
+        basis_KD = jnp.concatenate([b0_D[None], b_ND], axis=0)
+        # Rows that are zero (padding, or mu = 0) get a unit diagonal so the factor exists.
+        empty_K = jnp.concatenate([(mu_norm2 == 0)[None], ~train.mask])
+        gram_KK = basis_KD @ basis_KD.T + jnp.diag(empty_K.astype(basis_KD.dtype))
+        basis_chol_KK = jnp.linalg.cholesky(gram_KK)
+    return Geometry(mu_norm2, xi_norm2_N, gram_b_NN, basis_KD, basis_chol_KK)
+
+
+def exact_increments(pre_NPJM: jax.Array, labels_N: jax.Array, weight_N: jax.Array,
+                     train: Batch, geom: Geometry, cfg: Config,
+                     eta: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(d gamma (J, M), d rho (J, M, N)) of one GD step on sum_i weight_i l(labels_i f(x_i)).
+
+    With weight_i = 1/n this is SCIENCE.md section 4:
+      gamma_{j,r} -= eta/(n m) sum_i l'_i act'(<w_{j,r}, y_i mu>) y_obs_i y_i ||mu||^2
+      rho_{j,r,i} -= eta/(n m) l'_i act'(<w_{j,r}, xi_i>) j y_obs_i ||xi_i||^2
+    """
+    _, act_prime = activation_pair(cfg)
+    z_N = labels_N * output(pre_NPJM, cfg)
+    g_N = weight_N * -jax.nn.sigmoid(-z_N)  # weight_i l'(z_i), l'(z) = -1/(1 + e^z)
+    ap_NPJM = act_prime(pre_NPJM)  # x1 = y mu, so pre[:, 0] = <w, y_i mu>
+    scale = -eta / cfg.m
+    dgamma_JM = scale * jnp.einsum("n,njm->jm", g_N * labels_N * train.y, ap_NPJM[:, 0])
+    signs_J = jnp.asarray(SIGNS_J, pre_NPJM.dtype)
+    drho_JMN = scale * jnp.einsum("n,njm,j->jmn", g_N * labels_N * geom.xi_norm2_N,
+                                  ap_NPJM[:, 1], signs_J)
+    return dgamma_JM * geom.mu_norm2, drho_JMN
+
+
+def projected_increments(update_JMD: jax.Array,
+                         geom: Geometry) -> tuple[jax.Array, jax.Array]:
+    """Least-squares coefficients of an update in the basis, for optimizers that leave the span."""
+    rhs_JMK = jnp.einsum("kd,jmd->jmk", geom.basis_KD, update_JMD)
+    coef_JMK = jax.vmap(jax.vmap(
+        lambda b: jax.scipy.linalg.cho_solve((geom.basis_chol_KK, True), b)))(rhs_JMK)
+    signs_J = jnp.asarray(SIGNS_J, update_JMD.dtype)
+    return signs_J[:, None] * coef_JMK[..., 0], coef_JMK[..., 1:]
+
+
+def step_norms(dgamma_JM: jax.Array, drho_JMN: jax.Array,
+               geom: Geometry) -> tuple[jax.Array, jax.Array]:
+    """Frobenius norms of the signal part (along mu) and noise part (in span xi) of a step."""
+    signal = jnp.sqrt(jnp.sum(dgamma_JM**2) / jnp.where(geom.mu_norm2 > 0, geom.mu_norm2, 1.0))
+    noise2 = jnp.einsum("jmn,nk,jmk->", drho_JMN, geom.gram_b_NN, drho_JMN)
+    return signal, jnp.sqrt(jnp.maximum(noise2, 0.0))
+
+
+def rebuild_displacement(gamma_JM: jax.Array, rho_JMN: jax.Array, train: Batch,
+                         geom: Geometry) -> jax.Array:
+    """W(t) - W(0) from the coefficients: j gamma mu/||mu||^2 + sum_i rho_i xi_i/||xi_i||^2."""
+    signs_J = jnp.asarray(SIGNS_J, gamma_JM.dtype)
+    b0_D = train.mu / jnp.where(geom.mu_norm2 > 0, geom.mu_norm2, 1.0)
+    b_ND = train.x[:, 1] / geom.xi_norm2_N[:, None]
+    return (jnp.einsum("j,jm,d->jmd", signs_J, gamma_JM, b0_D)
+            + jnp.einsum("jmn,nd->jmd", rho_JMN, b_ND))

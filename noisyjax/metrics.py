@@ -1,0 +1,103 @@
+"""The paper's measurements of one training state (SCIENCE.md section 4).
+
+Every function is per run and returns scalars; a subset with no members (no flipped sample when
+tau = 0) gives NaN for its metrics. Shape letters: N samples, J signs, M filters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from noisyjax.config import Config, HParams
+from noisyjax.data import Batch
+from noisyjax.decomposition import Geometry, exact_increments, step_norms
+from noisyjax.model import Params, apply, output, preactivations
+
+LOG2 = math.log(2.0)
+
+METRIC_NAMES = (
+    "step", "train_loss", "train_loss_clean", "train_loss_noisy", "train_acc",
+    "train_acc_clean", "train_acc_noisy", "train_acc_noisy_true", "test_err",
+    "test_err_noisy_labels", "gamma_max", "rho_bar_clean", "rho_bar_noisy", "rho_bar_clean_max",
+    "rho_bar_noisy_max", "rho_under_min", "frac_clean_below_log2", "frac_noisy_above_log2",
+    "loss_auroc", "grad_signal_norm", "grad_noise_norm",
+)
+
+
+def masked_mean(v_N: jax.Array, sel_N: jax.Array) -> jax.Array:
+    """Mean of v over the selected entries; NaN when nothing is selected."""
+    count = jnp.sum(sel_N).astype(v_N.dtype)
+    total = jnp.sum(jnp.where(sel_N, v_N, 0.0))
+    return jnp.where(count > 0, total / jnp.maximum(count, 1.0), jnp.nan)
+
+
+def masked_max(v_N: jax.Array, sel_N: jax.Array) -> jax.Array:
+    """Max of v over the selected entries; NaN when nothing is selected."""
+    top = jnp.max(jnp.where(sel_N, v_N, -jnp.inf))
+    return jnp.where(jnp.any(sel_N), top, jnp.nan).astype(v_N.dtype)
+
+
+def auroc(score_N: jax.Array, positive_N: jax.Array, negative_N: jax.Array) -> jax.Array:
+    """P(score of a positive > score of a negative), ties counted 1/2 (Mann-Whitney); NaN if empty."""
+    pairs_NN = positive_N[:, None] & negative_N[None, :]
+    diff_NN = score_N[:, None] - score_N[None, :]
+    wins_NN = jnp.where(diff_NN > 0, 1.0, jnp.where(diff_NN == 0, 0.5, 0.0)).astype(score_N.dtype)
+    count = jnp.sum(pairs_NN).astype(score_N.dtype)
+    value = jnp.sum(jnp.where(pairs_NN, wins_NN, 0.0)) / jnp.maximum(count, 1.0)
+    return jnp.where(count > 0, value, jnp.nan)
+
+
+def test_errors(params: Params, test: Batch, cfg: Config) -> dict[str, jax.Array]:
+    """0-1 test error against the true labels and against the noisy test labels (y f <= 0)."""
+    f_N = apply(params, test.x, cfg)
+    return {
+        "test_err": masked_mean((test.y * f_N <= 0).astype(f_N.dtype), test.mask),
+        "test_err_noisy_labels": masked_mean((test.y_obs * f_N <= 0).astype(f_N.dtype), test.mask),
+    }
+
+
+def measure(params: Params, gamma_JM: jax.Array, rho_bar_JMN: jax.Array,
+            rho_under_JMN: jax.Array, train: Batch, test: Batch, geom: Geometry, cfg: Config,
+            hp: HParams) -> dict[str, jax.Array]:
+    """Every per-step metric of SCIENCE.md section 4 for one run (the `step` entry is added later).
+
+    grad_*_norm are the norms of the full-batch GD step (observed labels, step eta) taken from
+    this state, whichever optimizer trains the run.
+    """
+    pre_NPJM = preactivations(params, train.x)
+    z_N = train.y_obs * output(pre_NPJM, cfg)
+    loss_N = jax.nn.softplus(-z_N)
+    correct_N = (z_N > 0).astype(z_N.dtype)
+    clean_N = train.mask & ~train.flipped
+    noisy_N = train.mask & train.flipped
+    # max_r rho_bar_{y_obs_i, r, i}: filter group 0 holds j = +1.
+    rho_bar_JN = jnp.max(rho_bar_JMN, axis=1)
+    own_N = jnp.where(train.y_obs > 0, rho_bar_JN[0], rho_bar_JN[1])
+    weight_N = train.mask.astype(z_N.dtype) / jnp.sum(train.mask).astype(z_N.dtype)
+    dgamma_JM, drho_JMN = exact_increments(pre_NPJM, train.y_obs, weight_N, train, geom, cfg,
+                                           jnp.asarray(hp.eta, z_N.dtype))
+    grad_signal, grad_noise = step_norms(dgamma_JM, drho_JMN, geom)
+    return {
+        "train_loss": masked_mean(loss_N, train.mask),
+        "train_loss_clean": masked_mean(loss_N, clean_N),
+        "train_loss_noisy": masked_mean(loss_N, noisy_N),
+        "train_acc": masked_mean(correct_N, train.mask),
+        "train_acc_clean": masked_mean(correct_N, clean_N),
+        "train_acc_noisy": masked_mean(correct_N, noisy_N),
+        "train_acc_noisy_true": masked_mean(1.0 - correct_N, noisy_N),
+        **test_errors(params, test, cfg),
+        "gamma_max": jnp.max(gamma_JM),
+        "rho_bar_clean": masked_mean(own_N, clean_N),
+        "rho_bar_noisy": masked_mean(own_N, noisy_N),
+        "rho_bar_clean_max": masked_max(own_N, clean_N),
+        "rho_bar_noisy_max": masked_max(own_N, noisy_N),
+        "rho_under_min": jnp.min(jnp.where(train.mask[None, None, :], rho_under_JMN, 0.0)),
+        "frac_clean_below_log2": masked_mean((loss_N < LOG2).astype(z_N.dtype), clean_N),
+        "frac_noisy_above_log2": masked_mean((loss_N > LOG2).astype(z_N.dtype), noisy_N),
+        "loss_auroc": auroc(loss_N, noisy_N, clean_N),
+        "grad_signal_norm": grad_signal,
+        "grad_noise_norm": grad_noise,
+    }

@@ -1,0 +1,85 @@
+"""The two-layer CNN of SCIENCE.md section 3.
+
+f(W, x) = F_{+1}(W_{+1}, x) - F_{-1}(W_{-1}, x),
+F_j = (1/m) sum_r [act(<w_{j,r}, x1>) + act(<w_{j,r}, x2>)]: filters shared by both patches,
+second layer fixed at +-1/m, no bias.
+
+Shape letters: N samples, P = 2 patches, D dimension, J = 2 output signs (index 0 is j = +1),
+M filters per sign.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from noisyjax.config import Config, HParams, Sizes
+
+Params = dict[str, jax.Array]
+SIGNS_J = (1.0, -1.0)  # j for filter group 0 and 1
+
+
+def activation_pair(cfg: Config) -> tuple[Callable, Callable]:
+    """(act, act') for the configured activation, with act'(0) = 0 (SCIENCE.md section 3)."""
+    if cfg.activation == "relu":
+        return (lambda z: jnp.maximum(z, 0.0)), (lambda z: (z > 0).astype(z.dtype))
+    if cfg.activation == "relu_q":
+        q = cfg.q
+        return (lambda z: jnp.maximum(z, 0.0) ** q,
+                lambda z: jnp.where(z > 0, q * jnp.maximum(z, 0.0) ** (q - 1.0), 0.0))
+    slope = cfg.leaky_slope
+    return (lambda z: jnp.where(z > 0, z, slope * z),
+            lambda z: jnp.where(z > 0, 1.0, jnp.where(z < 0, slope, 0.0)).astype(z.dtype))
+
+
+def activation(cfg: Config) -> Callable[[jax.Array], jax.Array]:
+    """The activation as a function whose autodiff derivative is exactly `activation_pair`'s act'."""
+    act, act_prime = activation_pair(cfg)
+
+    @jax.custom_jvp
+    def f(z):
+        return act(z)
+
+    @f.defjvp
+    def f_jvp(primals, tangents):
+        (z,), (dz,) = primals, tangents
+        return act(z), act_prime(z) * dz
+
+    return f
+
+
+def init_params(key: jax.Array, cfg: Config, hp: HParams | None = None,
+                sizes: Sizes | None = None) -> Params:
+    """w_{j,r} ~ N(0, sigma_0^2 I_d), each filter from its own key so padding over m, d is exact."""
+    hp = HParams() if hp is None else hp
+    sizes = Sizes.full(cfg) if sizes is None else sizes
+    dtype = cfg.float_dtype
+    d_mask_D = jnp.arange(cfg.d, dtype=jnp.int32) < sizes.d
+
+    def one(j: jax.Array, r: jax.Array) -> jax.Array:
+        k = jax.random.fold_in(jax.random.fold_in(key, j), r)
+        return jax.random.normal(k, (cfg.d,), dtype)
+
+    j_J, r_M = jnp.arange(2, dtype=jnp.uint32), jnp.arange(cfg.m, dtype=jnp.uint32)
+    g_JMD = jax.vmap(lambda j: jax.vmap(lambda r: one(j, r))(r_M))(j_J)
+    return {"w": jnp.where(d_mask_D, jnp.asarray(hp.sigma_0, dtype) * g_JMD, 0.0)}
+
+
+def preactivations(params: Params, x_NPD: jax.Array) -> jax.Array:
+    """<w_{j,r}, x_p> for every sample, patch, sign and filter: (N, P, J, M)."""
+    return jnp.einsum("jmd,npd->npjm", params["w"], x_NPD)
+
+
+def output(pre_NPJM: jax.Array, cfg: Config) -> jax.Array:
+    """f from pre-activations: sum over patches, mean over filters, signed difference over j."""
+    h_NPJM = activation(cfg)(pre_NPJM)
+    signs_J = jnp.asarray(SIGNS_J, pre_NPJM.dtype)
+    return jnp.einsum("npjm,j->n", h_NPJM, signs_J) / pre_NPJM.shape[-1]
+
+
+def apply(params: Params, x_NPD: jax.Array, cfg: Config | None = None) -> jax.Array:
+    """The network output f(W, x) for each sample: (N,)."""
+    cfg = Config() if cfg is None else cfg
+    return output(preactivations(params, x_NPD), cfg)

@@ -1,0 +1,135 @@
+"""The training loop: one `lax.scan` over logged blocks of steps, metrics as scan outputs.
+
+`fit` trains caller-supplied weights on caller-supplied data; `make_train(cfg)` closes over the
+static config and returns a pure `train(key, hp, sizes=None)` that samples data and weights from
+the key and calls `fit`. Neither is jitted: callers compose `jit`, `vmap` and sharding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from noisyjax.config import Config, HParams, Sizes
+from noisyjax.data import Batch, realized_rates, sample
+from noisyjax.decomposition import Geometry, exact_increments, geometry, projected_increments
+from noisyjax.metrics import measure
+from noisyjax.model import Params, apply, init_params, preactivations
+
+Metrics = dict[str, jax.Array]
+
+
+class TrainState(NamedTuple):
+    """The scan carry: weights, optimizer state and the exact decomposition coefficients."""
+
+    params: Params
+    opt_state: Any
+    gamma: jax.Array  # (J, M)
+    rho_bar: jax.Array  # (J, M, N): accumulated non-negative increments
+    rho_under: jax.Array  # (J, M, N): accumulated non-positive increments
+    step: jax.Array  # () int32
+
+    @property
+    def rho(self) -> jax.Array:
+        return self.rho_bar + self.rho_under
+
+
+def optimizer(cfg: Config, eta: jax.Array) -> optax.GradientTransformation:
+    """Constant-step GD/SGD (the theory) or Adam; eta may be traced, so build inside the trace."""
+    return optax.adam(eta) if cfg.optimizer == "adam" else optax.sgd(eta)
+
+
+def step_labels_and_weights(key: jax.Array, train: Batch, cfg: Config,
+                            hp: HParams) -> tuple[jax.Array, jax.Array]:
+    """Labels this step trains on and per-sample loss weights (1/n, or 1/B on a minibatch)."""
+    k_relabel, k_batch = jax.random.split(key)
+    labels_N = train.y_obs
+    if cfg.label_noise_gd:  # label-noise GD: fresh independent flips at every step
+        flip_N = jax.random.bernoulli(k_relabel, hp.relabel_rate, labels_N.shape)
+        labels_N = jnp.where(flip_N, -labels_N, labels_N)
+    dtype = labels_N.dtype
+    if cfg.optimizer != "sgd":
+        return labels_N, train.mask.astype(dtype) / jnp.sum(train.mask).astype(dtype)
+    score_N = jnp.where(train.mask, jax.random.uniform(k_batch, labels_N.shape), jnp.inf)
+    rank_N = jnp.argsort(jnp.argsort(score_N))
+    return labels_N, (rank_N < cfg.batch_size).astype(dtype) / cfg.batch_size
+
+
+def train_step(state: TrainState, key: jax.Array, train: Batch, geom: Geometry, cfg: Config,
+               hp: HParams, opt: optax.GradientTransformation) -> TrainState:
+    """One optimisation step with the coefficient bookkeeping of SCIENCE.md section 4."""
+    labels_N, weight_N = step_labels_and_weights(jax.random.fold_in(key, state.step), train,
+                                                 cfg, hp)
+
+    def loss_fn(params: Params) -> jax.Array:
+        return jnp.sum(weight_N * jax.nn.softplus(-labels_N * apply(params, train.x, cfg)))
+
+    grads = jax.grad(loss_fn)(state.params)
+    with jax.numpy_dtype_promotion("standard"):  # optax mixes int counters and floats
+        updates, opt_state = opt.update(grads, state.opt_state, state.params)
+    if cfg.exact_recursion:
+        eta = jnp.asarray(hp.eta, labels_N.dtype)
+        dgamma_JM, drho_JMN = exact_increments(preactivations(state.params, train.x), labels_N,
+                                               weight_N, train, geom, cfg, eta)
+    else:
+        dgamma_JM, drho_JMN = projected_increments(updates["w"], geom)
+    return TrainState(
+        params=optax.apply_updates(state.params, updates),
+        opt_state=opt_state,
+        gamma=state.gamma + dgamma_JM,
+        rho_bar=state.rho_bar + jnp.maximum(drho_JMN, 0.0),
+        rho_under=state.rho_under + jnp.minimum(drho_JMN, 0.0),
+        step=state.step + 1,
+    )
+
+
+def fit(params: Params, train: Batch, test: Batch, cfg: Config, hp: HParams, *,
+        key: jax.Array | None = None) -> tuple[TrainState, Metrics]:
+    """Train `params` on `train` for cfg.steps steps, measuring every cfg.log_every steps.
+
+    Returns the final state and a dict of trajectories with leading axis cfg.n_logs (step 0
+    included). `key` drives minibatches and label-noise GD; plain GD ignores it.
+    """
+    key = jax.random.key(0) if key is None else key
+    geom = geometry(train, cfg)
+    opt = optimizer(cfg, hp.eta)
+    w_JMD = params["w"]
+    zeros_JMN = jnp.zeros((2, cfg.m, train.x.shape[0]), w_JMD.dtype)
+    with jax.numpy_dtype_promotion("standard"):
+        opt_state = opt.init(params)
+    state0 = TrainState(params, opt_state, jnp.zeros((2, cfg.m), w_JMD.dtype), zeros_JMN,
+                        zeros_JMN, jnp.zeros((), jnp.int32))
+
+    def log_point(state: TrainState) -> Metrics:
+        return {"step": state.step, **measure(state.params, state.gamma, state.rho_bar,
+                                              state.rho_under, train, test, geom, cfg, hp)}
+
+    def block(state: TrainState, _: None) -> tuple[TrainState, Metrics]:
+        state, _ = jax.lax.scan(
+            lambda s, _: (train_step(s, key, train, geom, cfg, hp, opt), None),
+            state, None, length=cfg.log_every)
+        return state, log_point(state)
+
+    state, trajectory = jax.lax.scan(block, state0, None, length=cfg.steps // cfg.log_every)
+    first = log_point(state0)
+    metrics = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, trajectory)
+    return state, metrics
+
+
+def make_train(cfg: Config) -> Callable[..., tuple[TrainState, Metrics]]:
+    """Return the pure `train(key, hp, sizes=None)` of one static configuration."""
+
+    def train(key: jax.Array, hp: HParams, sizes: Sizes | None = None
+              ) -> tuple[TrainState, Metrics]:
+        k_data, k_init, k_steps = jax.random.split(key, 3)
+        train_set = sample(k_data, cfg, hp, split="train", sizes=sizes)
+        test_set = sample(k_data, cfg, hp, split="test", sizes=sizes)
+        params = init_params(k_init, cfg, hp, sizes)
+        state, metrics = fit(params, train_set, test_set, cfg, hp, key=k_steps)
+        return state, {**metrics, **realized_rates(train_set)}
+
+    return train
