@@ -3,13 +3,18 @@
 from noisyjax.config import Config, ConfigError, HParams, Sizes
 from noisyjax.data import Batch, realized_rates, sample
 from noisyjax.decomposition import Geometry, geometry, rebuild_displacement
+from noisyjax.grid import Axis, RunTable, Sweep, expand, parse_axis
 from noisyjax.metrics import METRIC_NAMES, measure
 from noisyjax.model import activation, apply, init_params, preactivations
+from noisyjax.results import SweepDirError, load_sweep
+from noisyjax.runner import run_sweep
+from noisyjax.sweep import Plan, plan
 from noisyjax.train import TrainState, fit, make_train
 
 __all__ = [
-    "METRIC_NAMES", "Batch", "Config", "ConfigError", "Geometry", "HParams", "Sizes",
-    "TrainState", "activation", "apply", "fit", "geometry", "init_params", "make_train",
-    "measure", "preactivations", "realized_rates", "rebuild_displacement", "sample",
+    "METRIC_NAMES", "Axis", "Batch", "Config", "ConfigError", "Geometry", "HParams", "Plan",
+    "RunTable", "Sizes", "Sweep", "SweepDirError", "TrainState", "activation", "apply", "expand",
+    "fit", "geometry", "init_params", "load_sweep", "make_train", "measure", "parse_axis",
+    "plan", "preactivations", "realized_rates", "rebuild_displacement", "run_sweep", "sample",
 ]
 __version__ = "0.1.0"

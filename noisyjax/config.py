@@ -184,6 +184,14 @@ HPARAM_RANGES = (
 HPARAM_FIELDS = tuple(f.name for f in dataclasses.fields(HParams))
 
 
+def hparam_allowed(field: str) -> str:
+    """The allowed range of a hyperparameter, as error messages state it."""
+    for name, low, high, open_low, open_high in HPARAM_RANGES:
+        if name == field:
+            return f"a finite number in {_interval(low, high, open_low, open_high)}"
+    raise KeyError(field)
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class Sizes:

@@ -87,7 +87,7 @@ def measure(params: Params, gamma_JM: jax.Array, rho_bar_JMN: jax.Array,
         "train_acc": masked_mean(correct_N, train.mask),
         "train_acc_clean": masked_mean(correct_N, clean_N),
         "train_acc_noisy": masked_mean(correct_N, noisy_N),
-        "train_acc_noisy_true": masked_mean(1.0 - correct_N, noisy_N),
+        "train_acc_noisy_true": masked_mean((z_N < 0).astype(z_N.dtype), noisy_N),  # y f > 0
         **test_errors(params, test, cfg),
         "gamma_max": jnp.max(gamma_JM),
         "rho_bar_clean": masked_mean(own_N, clean_N),

@@ -24,14 +24,14 @@ SIGNS_J = (1.0, -1.0)  # j for filter group 0 and 1
 def activation_pair(cfg: Config) -> tuple[Callable, Callable]:
     """(act, act') for the configured activation, with act'(0) = 0 (SCIENCE.md section 3)."""
     if cfg.activation == "relu":
-        return (lambda z: jnp.maximum(z, 0.0)), (lambda z: (z > 0).astype(z.dtype))
+        return (lambda z: jnp.maximum(z, 0.0)), (lambda z: jnp.where(z > 0, 1.0, 0.0).astype(jnp.result_type(z)))
     if cfg.activation == "relu_q":
         q = cfg.q
         return (lambda z: jnp.maximum(z, 0.0) ** q,
                 lambda z: jnp.where(z > 0, q * jnp.maximum(z, 0.0) ** (q - 1.0), 0.0))
     slope = cfg.leaky_slope
     return (lambda z: jnp.where(z > 0, z, slope * z),
-            lambda z: jnp.where(z > 0, 1.0, jnp.where(z < 0, slope, 0.0)).astype(z.dtype))
+            lambda z: jnp.where(z > 0, 1.0, jnp.where(z < 0, slope, 0.0)).astype(jnp.result_type(z)))
 
 
 def activation(cfg: Config) -> Callable[[jax.Array], jax.Array]:

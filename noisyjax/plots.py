@@ -1,0 +1,101 @@
+"""Figures: heatmaps over any two sweep axes, and training curves in the paper's layout."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from noisyjax.analysis import seed_summary  # noqa: E402
+
+Overlay = Callable[[plt.Axes, np.ndarray, np.ndarray], None]
+
+
+def heatmap(da: xr.DataArray, x: str, y: str, path: Path, *, title: str = "",
+            overlay: Overlay | None = None, vmin: float | None = None,
+            vmax: float | None = None, cmap: str = "viridis") -> Path:
+    """Mean over seeds (and any other remaining axis) on an x-y grid, seed spread in the title.
+
+    Cells are drawn at their axis values; log-spaced axes get a log scale.
+    """
+    mean, spread = seed_summary(da) if "seed" in da.dims else (da, xr.zeros_like(da))
+    others = [d for d in mean.dims if d not in (x, y)]
+    if others:
+        mean, spread = mean.mean(others), spread.mean(others)
+    mean, spread = mean.transpose(y, x), spread.transpose(y, x)
+    xs, ys = np.asarray(da[x].values, float), np.asarray(da[y].values, float)
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), constrained_layout=True)
+    mesh = ax.pcolormesh(_edges(xs), _edges(ys), mean.values, cmap=cmap, vmin=vmin, vmax=vmax,
+                         shading="flat")
+    fig.colorbar(mesh, ax=ax, label=da.name or "")
+    for axis, values, setter in ((ax.xaxis, xs, ax.set_xscale), (ax.yaxis, ys, ax.set_yscale)):
+        if _is_log(values):
+            setter("log")
+    if overlay is not None:
+        overlay(ax, xs, ys)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    seeds = da.sizes.get("seed", 1)
+    spread_txt = f"mean over {seeds} seeds; mean seed s.d. {float(np.nanmean(spread.values)):.3f}"
+    ax.set_title(f"{title}\n{spread_txt}" if title else spread_txt, fontsize=10)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def trajectories(run: xr.Dataset, path: Path, *, title: str = "",
+                 stage_steps: dict[str, float] | None = None) -> Path:
+    """The paper's synthetic figure for one run: coefficients (top) and accuracies (bottom)."""
+    step = run["step"].values
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6.4), sharex=True,
+                                      constrained_layout=True)
+    top.plot(step, run["gamma_max"], label=r"$\max_{j,r}\ \gamma_{j,r}$", color="C0")
+    top.plot(step, run["rho_bar_clean"], label=r"$\bar\rho$ clean (mean of $\max_r$)", color="C2")
+    top.plot(step, run["rho_bar_noisy"], label=r"$\bar\rho$ flipped (mean of $\max_r$)",
+             color="C3")
+    top.set_ylabel("coefficient")
+    top.legend(fontsize=8)
+    bottom.plot(step, run["train_acc"], label="train (all)", color="k")
+    bottom.plot(step, run["train_acc_clean"], label="train clean", color="C2")
+    bottom.plot(step, run["train_acc_noisy"], label="train flipped (observed labels)", color="C3")
+    bottom.plot(step, 1 - run["test_err"], label="test (true labels)", color="C0", ls=":")
+    bottom.set_ylabel("accuracy")
+    bottom.set_xlabel("step")
+    bottom.set_ylim(-0.03, 1.03)
+    bottom.legend(fontsize=8, loc="lower right")
+    for name, t in (stage_steps or {}).items():
+        if np.isfinite(t):
+            for ax in (top, bottom):
+                ax.axvline(t, color="gray", ls="--", lw=1)
+            top.annotate(name, (t, 1), xycoords=("data", "axes fraction"), fontsize=8,
+                         ha="left", va="top")
+    if title:
+        top.set_title(title, fontsize=10)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _is_log(values: np.ndarray) -> bool:
+    if len(values) < 3 or np.any(values <= 0):
+        return False
+    ratios = values[1:] / values[:-1]
+    return bool(np.allclose(ratios, ratios[0], rtol=1e-3) and not np.isclose(ratios[0], 1))
+
+
+def _edges(values: np.ndarray) -> np.ndarray:
+    """Cell edges around sorted centres (geometric midpoints on log axes)."""
+    if len(values) == 1:
+        return np.array([values[0] * 0.9, values[0] * 1.1]) if values[0] else np.array([-.5, .5])
+    if _is_log(values):
+        logs = np.log(values)
+        mids = (logs[1:] + logs[:-1]) / 2
+        return np.exp(np.concatenate([[2 * logs[0] - mids[0]], mids, [2 * logs[-1] - mids[-1]]]))
+    mids = (values[1:] + values[:-1]) / 2
+    return np.concatenate([[2 * values[0] - mids[0]], mids, [2 * values[-1] - mids[-1]]])

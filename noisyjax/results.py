@@ -1,0 +1,135 @@
+"""A sweep directory on disk: chunk files, `results.nc`, `config.json`.
+
+Every file is written to a temporary name and renamed into place, so a reader never sees a
+half-written file; chunk files carry their run indices and the sweep's fingerprint, and a chunk
+that does not load or does not match is redone rather than trusted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from noisyjax.config import HPARAM_FIELDS
+from noisyjax.grid import SHAPE_AXES, RunTable, Sweep
+
+CHUNK_DIR = "chunks"
+RESULTS = "results.nc"
+CONFIG = "config.json"
+
+
+class SweepDirError(ValueError):
+    """A sweep directory cannot be used as asked (exists, differs, unwritable, corrupt)."""
+
+
+def fingerprint(sweep: Sweep) -> str:
+    """A hash of everything that determines a sweep's results."""
+    text = json.dumps(sweep.to_dict(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_chunk(out: Path, runs_C: np.ndarray, metrics: dict[str, np.ndarray],
+                print_: str) -> Path:
+    """Save one chunk's metrics with its run indices and the sweep fingerprint."""
+    path = out / CHUNK_DIR / f"runs-{int(runs_C[0]):08d}-{len(runs_C):06d}.npz"
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, __runs__=runs_C, __fingerprint__=np.asarray(print_),
+                 **{f"m_{k}": v for k, v in metrics.items()})
+    return path
+
+
+def read_chunks(out: Path, print_: str, n_runs: int
+                ) -> tuple[np.ndarray, dict[str, np.ndarray], list[Path]]:
+    """Load every valid chunk: (done mask (R,), metrics by run, invalid files found)."""
+    done = np.zeros(n_runs, bool)
+    store: dict[str, np.ndarray] = {}
+    bad: list[Path] = []
+    for path in sorted((out / CHUNK_DIR).glob("runs-*.npz")):
+        try:
+            with np.load(path) as z:
+                runs = z["__runs__"]
+                if str(z["__fingerprint__"]) != print_ or runs.max() >= n_runs or done[runs].any():
+                    raise ValueError("chunk does not belong to this sweep")
+                metrics = {k[2:]: z[k] for k in z.files if k.startswith("m_")}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            bad.append(path)
+            continue
+        if store and set(metrics) != set(store):
+            bad.append(path)
+            continue
+        for k, v in metrics.items():
+            if k not in store:
+                store[k] = np.zeros((n_runs,) + v.shape[1:], v.dtype)
+            store[k][runs] = v
+        done[runs] = True
+    return done, store, bad
+
+
+def to_dataset(sweep: Sweep, table: RunTable, metrics: dict[str, np.ndarray],
+               attrs: dict[str, Any]) -> xr.Dataset:
+    """Label the runs: one dimension per axis plus `seed`, and `step` for trajectories."""
+    dims = sweep.dims
+    shape = sweep.shape
+    step = metrics["step"][0]
+    coords: dict[str, Any] = {a.name: list(a.values) for a in sweep.axes}
+    coords["seed"] = np.arange(sweep.seeds)
+    coords["step"] = step
+    data = {}
+    for name, value in metrics.items():
+        if name == "step":
+            continue
+        if value.ndim == 2:
+            data[name] = (dims + ("step",), value.reshape(shape + (value.shape[1],)))
+        else:
+            data[name] = (dims, value.reshape(shape))
+    ds = xr.Dataset(data, coords=coords)
+    # Every run's resolved settings, as coordinates over the sweep's dimensions.
+    for name in HPARAM_FIELDS + SHAPE_AXES:
+        column = table.hp[name] if name in table.hp else table.shape[name]
+        if name not in ds.coords:
+            ds = ds.assign_coords({name: (dims, column.reshape(shape))})
+    # netCDF attributes hold strings and numbers only: everything else is stored as JSON.
+    ds.attrs.update({k: v if isinstance(v, str) else json.dumps(v, default=str)
+                     for k, v in attrs.items()})
+    return ds
+
+
+def write_dataset(ds: xr.Dataset, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf")
+
+
+def load_sweep(directory: str | os.PathLike) -> xr.Dataset:
+    """The labelled results of a finished sweep directory."""
+    path = Path(directory) / RESULTS
+    if not path.is_file():
+        raise SweepDirError(f"sweep directory {str(directory)!r} has no {RESULTS}: allowed a "
+                            "directory written by a finished `python -m sweeps.grid`")
+    return xr.load_dataset(path, engine="h5netcdf")

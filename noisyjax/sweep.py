@@ -1,0 +1,187 @@
+"""Sweep execution: static buckets, memory-budgeted chunks, one jitted vmapped program per bucket.
+
+Runs are grouped by their static shape: m and the engine settings are compiled per value
+(bucketing), while n and d are padded to the largest value in the bucket with masks whose
+results equal the unpadded run (`noisyjax.Sizes`). A bucket's runs are cut into chunks of a fixed
+size that fits the memory budget; every chunk of a bucket reuses one compiled program whose run
+axis is sharded over the local devices.
+
+Shape letters: C runs in a chunk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from noisyjax.config import HPARAM_FIELDS, Config, ConfigError, HParams, Sizes
+from noisyjax.grid import RunTable, Sweep, expand
+from noisyjax.metrics import METRIC_NAMES
+from noisyjax.train import make_train
+
+# Floats held per run, in units of the per-run tensor sizes; see `bytes_per_run`.
+SAFETY = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Bucket:
+    """Runs compiled together: a padded static config and the runs' indices in the table."""
+
+    cfg: Config
+    runs: np.ndarray  # (R_b,) int64
+    chunk_runs: int
+    bytes_per_run: int
+
+    @property
+    def chunks(self) -> list[np.ndarray]:
+        return [self.runs[i : i + self.chunk_runs]
+                for i in range(0, len(self.runs), self.chunk_runs)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What a sweep will run: its table, buckets and chunking, decided before compiling."""
+
+    sweep: Sweep
+    table: RunTable
+    buckets: tuple[Bucket, ...]
+    n_devices: int
+    max_memory: int
+
+    @property
+    def n_chunks(self) -> int:
+        return sum(len(b.chunks) for b in self.buckets)
+
+    def summary(self) -> dict:
+        return {
+            "runs": self.table.n_runs, "chunks": self.n_chunks, "devices": self.n_devices,
+            "max_memory_bytes": self.max_memory,
+            "buckets": [{"n": b.cfg.n, "d": b.cfg.d, "m": b.cfg.m, "runs": len(b.runs),
+                         "chunk_runs": b.chunk_runs, "chunks": len(b.chunks),
+                         "bytes_per_run": b.bytes_per_run,
+                         "bytes_per_chunk": b.bytes_per_run * b.chunk_runs} for b in self.buckets],
+        }
+
+
+def bytes_per_run(cfg: Config) -> int:
+    """Estimated peak device memory of one run: data, weights, optimizer, activations, metrics."""
+    n, d, m, nt = cfg.n, cfg.d, cfg.m, cfg.n_test
+    floats = (
+        3 * (n + nt) * 2 * d  # train and test patches, plus sampling temporaries
+        + (10 if cfg.optimizer == "adam" else 6) * 2 * m * d  # w, grads, updates, moments
+        + 8 * (n + nt) * 2 * 2 * m  # pre-activations and their derivatives
+        + 6 * 2 * m * n + 3 * n * n  # gamma/rho bookkeeping, noise Gram matrix
+        + (0 if cfg.exact_recursion else (n + 1) * (d + 2 * (n + 1)))  # projection basis
+        + cfg.n_logs * (len(METRIC_NAMES) + 4)
+    )
+    return int(SAFETY * floats * jnp.dtype(cfg.dtype).itemsize)
+
+
+def default_max_memory(devices: list[jax.Device]) -> int:
+    """Half the accelerator memory, or a quarter of host RAM (at most 8 GiB) on CPU."""
+    stats = [getattr(dev, "memory_stats", lambda: None)() or {} for dev in devices]
+    limits = [s.get("bytes_limit") for s in stats]
+    if all(limits):
+        return int(0.5 * sum(limits))
+    try:
+        host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        host = 8 << 30
+    return int(min(host // 4, 8 << 30))
+
+
+def plan(sweep: Sweep, *, devices: list[jax.Device] | None = None, max_memory: int | None = None,
+         chunk_runs: int | None = None, min_chunks: int = 4) -> Plan:
+    """Expand the grid and decide buckets and chunk sizes (no compilation happens here).
+
+    A bucket holds the runs of one m; n and d are padded to the bucket's largest values. The chunk
+    size is the largest multiple of the device count that fits `max_memory`, capped so that a
+    bucket has at least `min_chunks` chunks (progress and resume granularity); `chunk_runs`
+    overrides it.
+    """
+    devices = jax.local_devices() if devices is None else devices
+    n_dev = len(devices)
+    budget = default_max_memory(devices) if max_memory is None else max_memory
+    if chunk_runs is not None and (isinstance(chunk_runs, bool) or chunk_runs < 1):
+        raise ConfigError(f"chunk_runs={chunk_runs!r} is invalid: allowed an integer >= 1")
+    if budget <= 0:
+        raise ConfigError(f"max_memory={budget!r} is invalid: allowed a positive size")
+    table = expand(sweep)
+    buckets = []
+    for m in np.unique(table.shape["m"]):
+        runs = np.flatnonzero(table.shape["m"] == m)
+        cfg = sweep.cfg.replace(m=int(m), n=int(table.shape["n"][runs].max()),
+                                d=int(table.shape["d"][runs].max()))
+        per_run = bytes_per_run(cfg)
+        if chunk_runs is not None:
+            size = chunk_runs
+        else:
+            fits = max(1, budget // per_run)
+            size = min(fits, math.ceil(len(runs) / min_chunks))
+        size = max(n_dev, size // n_dev * n_dev) if size >= n_dev else n_dev
+        buckets.append(Bucket(cfg, runs, int(size), per_run))
+    return Plan(sweep, table, tuple(buckets), n_dev, int(budget))
+
+
+def chunk_inputs(table: RunTable, runs_C: np.ndarray, cfg: Config, size: int
+                 ) -> tuple[np.ndarray, HParams, Sizes]:
+    """Seeds, hyperparameters and active sizes of a chunk, padded to `size` by repeating a run."""
+    padded = np.concatenate([runs_C, np.full(size - len(runs_C), runs_C[0])])
+    dtype = np.dtype(cfg.dtype)
+    hp = HParams(**{f: table.hp[f][padded].astype(dtype) for f in HPARAM_FIELDS})
+    sizes = Sizes(n=table.shape["n"][padded].astype(np.int32),
+                  d=table.shape["d"][padded].astype(np.int32))
+    return table.seed[padded], hp, sizes
+
+
+def make_chunk_fn(cfg: Config, devices: list[jax.Device]) -> Callable:
+    """jit(vmap(train)) over a chunk's runs, with the run axis sharded over `devices`."""
+    train = make_train(cfg)
+
+    def one(seed: jax.Array, hp: HParams, sizes: Sizes) -> dict[str, jax.Array]:
+        _, metrics = train(jax.random.key(seed), hp, sizes)
+        return metrics
+
+    sharding = NamedSharding(Mesh(np.asarray(devices), ("runs",)), PartitionSpec("runs"))
+    return jax.jit(jax.vmap(one), in_shardings=sharding, out_shardings=sharding)
+
+
+@dataclasses.dataclass
+class Timing:
+    compile_s: float = 0.0
+    run_s: float = 0.0
+
+
+def run_chunks(plan_: Plan, todo: np.ndarray, *, devices: list[jax.Device] | None = None,
+               timing: Timing | None = None) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Yield (run indices, metrics as NumPy arrays) for every chunk holding a run in `todo`.
+
+    Chunks are cut from the runs still to do, so a resumed sweep compiles the same programs.
+    """
+    devices = jax.local_devices() if devices is None else devices
+    timing = Timing() if timing is None else timing
+    for bucket in plan_.buckets:
+        runs = bucket.runs[np.isin(bucket.runs, todo)]
+        if not len(runs):
+            continue
+        fn = make_chunk_fn(bucket.cfg, devices)
+        compiled = None
+        for start in range(0, len(runs), bucket.chunk_runs):
+            runs_C = runs[start : start + bucket.chunk_runs]
+            args = chunk_inputs(plan_.table, runs_C, bucket.cfg, bucket.chunk_runs)
+            if compiled is None:
+                t0 = time.perf_counter()
+                compiled = fn.lower(*args).compile()
+                timing.compile_s += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            out = jax.device_get(compiled(*args))
+            timing.run_s += time.perf_counter() - t0
+            yield runs_C, {k: np.asarray(v)[: len(runs_C)] for k, v in out.items()}

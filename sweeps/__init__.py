@@ -1,0 +1,1 @@
+"""Entry points (`python -m sweeps.grid`) and presets of noisyjax sweeps."""

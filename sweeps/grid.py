@@ -1,0 +1,196 @@
+"""`python -m sweeps.grid`: run a phase-diagram sweep from a preset, with overrides.
+
+Examples:
+  python -m sweeps.grid                                   # the default preset
+  python -m sweeps.grid --list-presets
+  python -m sweeps.grid --preset stage-phase --axis tau=lin:0:0.4:9 --seeds 5 --dry-run
+  python -m sweeps.grid --set steps=1000 --set eta=0.1 --out checkpoints/mine
+  python -m sweeps.grid --out checkpoints/mine --resume   # finish an interrupted sweep
+
+Bad input prints one line naming the problem and exits with status 2, writing nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from noisyjax.config import HPARAM_FIELDS, Config, ConfigError, HParams, fail
+from noisyjax.grid import Axis, Sweep, parse_axis
+
+EXIT_USAGE = 2
+CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(Config))
+
+
+class UsageError(Exception):
+    """A command-line problem: reported on one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, no usage dump
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="python -m sweeps.grid", description=__doc__.splitlines()[0],
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default=None, help="preset name (default: the default preset)")
+    p.add_argument("--list-presets", action="store_true", help="list presets and exit")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a Config or HParams field (tau sets tau_plus and tau_minus)")
+    p.add_argument("--axis", action="append", default=[], metavar="FIELD=SPEC",
+                   help="add or replace an axis: a,b,c | lin:A:B:N | log:A:B:N | range:A:B:STEP")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per grid cell")
+    p.add_argument("--out", type=Path, default=None,
+                   help="sweep directory (default checkpoints/<preset>-<timestamp>)")
+    p.add_argument("--resume", action="store_true", help="finish the sweep in --out")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    p.add_argument("--engine", choices=("dense",), default=None, help="step engine")
+    p.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help="memory budget per chunk, e.g. 2G or 512M (default: from the devices)")
+    p.add_argument("--chunk-runs", type=int, default=None, metavar="N",
+                   help="runs per chunk (overrides the memory budget)")
+    p.add_argument("--distributed", action="store_true",
+                   help="multi-process run: call jax.distributed.initialize() first")
+    p.add_argument("--matmul-precision", default=None, choices=("default", "high", "highest"),
+                   help="jax_default_matmul_precision (default: highest on TPU)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def parse_size(text: str) -> int:
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?b)?\s*", text, re.IGNORECASE)
+    if not match or float(match.group(1)) <= 0:
+        fail("--max-memory", text, "a positive size such as 512M, 2G or 2147483648")
+    scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    return int(float(match.group(1)) * scale[match.group(2).lower()])
+
+
+def apply_sets(sweep: Sweep, sets: list[str]) -> Sweep:
+    """Apply --set FIELD=VALUE overrides to the static config or the hyperparameters."""
+    cfg_changes: dict = {}
+    hp_changes: dict = {}
+    for item in sets:
+        field, sep, raw = item.partition("=")
+        field, raw = field.strip(), raw.strip()
+        if not sep or not raw:
+            fail("--set", item, "FIELD=VALUE")
+        if field == "tau":
+            hp_changes["tau_plus"] = hp_changes["tau_minus"] = _number(field, raw)
+        elif field in HPARAM_FIELDS:
+            hp_changes[field] = _number(field, raw)
+        elif field in CONFIG_FIELDS:
+            cfg_changes[field] = _typed(field, raw, type(getattr(Config(), field)))
+        else:
+            fail("--set", field, "a field of Config or HParams: "
+                 + ", ".join(CONFIG_FIELDS + HPARAM_FIELDS + ("tau",)))
+    return dataclasses.replace(sweep, cfg=sweep.cfg.replace(**cfg_changes),
+                               hp=sweep.hp.replace(**hp_changes))
+
+
+def _number(field: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        fail(field, raw, "a number")
+
+
+def _typed(field: str, raw: str, kind: type):
+    if kind is bool:
+        if raw.lower() not in ("true", "false", "1", "0"):
+            fail(field, raw, "true or false")
+        return raw.lower() in ("true", "1")
+    try:
+        return kind(raw)
+    except ValueError:
+        fail(field, raw, f"a value of type {kind.__name__}")
+
+
+def resolve(args: argparse.Namespace) -> tuple[Sweep, object]:
+    """The sweep and figure function the arguments describe (validated)."""
+    from sweeps.presets import DEFAULT, PRESETS
+
+    name = args.preset or DEFAULT
+    if name not in PRESETS:
+        fail("--preset", name, "one of " + ", ".join(sorted(PRESETS)))
+    sweep, figures = PRESETS[name]()
+    sweep = apply_sets(sweep, args.set)
+    if args.engine:
+        sweep = dataclasses.replace(sweep, cfg=sweep.cfg.replace(engine=args.engine))
+    for spec in args.axis:
+        axis = parse_axis(spec)
+        sweep = sweep.with_axis(axis)
+    if args.seeds is not None:
+        sweep = dataclasses.replace(sweep, seeds=args.seeds)
+    else:
+        sweep = dataclasses.replace(sweep)  # re-validate
+    _ = Axis  # axes were validated on construction
+    return sweep, figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.list_presets:
+            from sweeps.presets import PRESETS, describe
+
+            width = max(map(len, PRESETS))
+            for name in PRESETS:
+                print(f"{name:<{width}}  {describe(name)}")
+            return 0
+        if args.resume and args.out is None:
+            raise UsageError("--resume needs --out DIR: the directory of the sweep to finish")
+        if args.chunk_runs is not None and args.chunk_runs < 1:
+            fail("--chunk-runs", args.chunk_runs, "an integer >= 1")
+        max_memory = parse_size(args.max_memory) if args.max_memory is not None else None
+        sweep, figures = resolve(args)
+        return execute(args, sweep, figures, max_memory)
+    except (UsageError, ConfigError) as err:
+        print(f"sweeps.grid: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def execute(args: argparse.Namespace, sweep: Sweep, figures, max_memory: int | None) -> int:
+    import jax
+
+    from noisyjax import distributed
+    from noisyjax.results import SweepDirError
+    from noisyjax.runner import check_out_dir, default_out, run_sweep
+    from noisyjax.sweep import plan
+
+    if args.distributed:
+        distributed.initialize()
+    if sweep.cfg.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    precision = args.matmul_precision or ("highest" if jax.default_backend() == "tpu" else None)
+    if precision and precision != "default":
+        jax.config.update("jax_default_matmul_precision", precision)
+    plan_ = plan(sweep, max_memory=max_memory, chunk_runs=args.chunk_runs)
+    out = args.out if args.out is not None else default_out(sweep)
+    if args.dry_run:
+        from noisyjax.results import fingerprint
+
+        check_out_dir(out, resume=args.resume, print_=fingerprint(sweep))
+        print(json.dumps({"preset": sweep.name, "out": str(out), "dims": sweep.dims,
+                          "shape": sweep.shape, **plan_.summary()}, indent=2))
+        return 0
+    try:
+        run_sweep(plan_, out, resume=args.resume, figures=figures,
+                  progress=not args.no_progress)
+    except SweepDirError as err:
+        print(f"sweeps.grid: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    if jax.process_index() == 0:
+        print(f"wrote {out}")
+    distributed.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Presets: named sweeps, each a documented function returning (Sweep, figures).
+
+Every docstring says the command, the expected runtime on a 2-core CPU and what the figures
+should show. `python -m sweeps.grid --list-presets` prints the first docstring line of each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+import noisyjax as nj
+from noisyjax.analysis import flipped_acc_at_clean_fit
+from noisyjax.grid import Axis, Sweep
+from noisyjax.plots import heatmap, trajectories
+
+Preset = Callable[[], tuple[Sweep, Callable[[xr.Dataset, Path], list[Path]]]]
+PRESETS: dict[str, Preset] = {}
+DEFAULT = "stage-phase"
+
+
+def preset(name: str) -> Callable[[Preset], Preset]:
+    def register(fn: Preset) -> Preset:
+        PRESETS[name] = fn
+        return fn
+
+    return register
+
+
+def describe(name: str) -> str:
+    return (PRESETS[name].__doc__ or "").strip().splitlines()[0]
+
+
+def stage_boundary(ax, xs: np.ndarray, ys: np.ndarray) -> None:
+    """Overlay the rate heuristic n SNR^2 (1 - 2 tau) / 2 = 1 (SCIENCE.md section 6, item 9)."""
+    tau = np.linspace(min(xs.min(), 0.0), min(xs.max(), 0.49), 200)
+    ax.plot(tau, 2.0 / (1.0 - 2.0 * tau), color="white", ls="--", lw=1.5,
+            label=r"heuristic: $n\,\mathrm{SNR}^2(1-2\tau)/2 = 1$")
+    ax.set_ylim(ys.min() / 1.3, ys.max() * 1.3)
+    ax.legend(loc="upper left", fontsize=8)
+
+
+def representative_run(ds: xr.Dataset, **coords: float) -> xr.Dataset:
+    """One run for trajectory plots: seed 0, nearest grid values to `coords`."""
+    return ds.sel(coords, method="nearest").isel(seed=0)
+
+
+@preset("stage-phase")
+def stage_phase() -> tuple[Sweep, Callable]:
+    """Phase diagram of Stage I over tau x n SNR^2 (the default preset; about 2 min on 2 CPUs).
+
+    Command: python -m sweeps.grid            (or --preset stage-phase)
+    Runtime: about 1-2 minutes on a 2-core CPU (6 x 7 cells x 3 seeds = 126 runs, n=100,
+    d=1000, m=10, 300 GD steps).
+    Figures:
+      stage_phase.png: flipped-sample accuracy w.r.t. observed labels at the first logged step
+        where every clean sample is fitted. Near 0 (Stage I: flipped samples still predicted
+        with their true label) above the dashed heuristic boundary n SNR^2 (1-2 tau)/2 = 1,
+        growing towards memorization-at-once below it and as tau grows.
+      final_test_error.png: true-label test error at the end of training; small where the
+        signal is learned, larger at small n SNR^2 and large tau.
+      trajectories.png: one run at tau = 0.2, n SNR^2 = 8 in the paper's layout: gamma first,
+        then rho_bar of flipped samples overtakes; clean accuracy hits 1 long before flipped.
+    """
+    cfg = nj.Config(n=100, d=1000, m=10, steps=300, log_every=2, n_test=500)
+    hp = nj.HParams(eta=0.05, sigma_p=1.0, sigma_0=0.001)
+    axes = (Axis("tau", (0.0, 0.05, 0.1, 0.2, 0.3, 0.4)),
+            Axis("n_snr2", (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)))
+    return Sweep("stage-phase", cfg, hp, axes, seeds=3), stage_phase_figures
+
+
+def stage_phase_figures(ds: xr.Dataset, out: Path) -> list[Path]:
+    noisy = ds.where(ds["tau"] > 0)  # tau = 0 has no flipped samples: NaN, left blank
+    acc = flipped_acc_at_clean_fit(noisy)
+    acc.name = "flipped accuracy (observed labels) at clean fit"
+    paths = [heatmap(acc, "tau", "n_snr2", out / "stage_phase.png", vmin=0, vmax=1,
+                     title="Stage I: flipped samples still carry their true label",
+                     overlay=stage_boundary, cmap="magma")]
+    err = ds["test_err"].isel(step=-1)
+    err.name = "final test error (true labels)"
+    paths.append(heatmap(err, "tau", "n_snr2", out / "final_test_error.png", vmin=0,
+                         title="End of training", overlay=stage_boundary, cmap="magma"))
+    run = representative_run(ds, tau=0.2, n_snr2=8.0)
+    paths.append(trajectories(run, out / "trajectories.png",
+                              title=f"tau={float(run.tau):g}, n SNR^2={float(run.n_snr2):g}"))
+    return paths
+
+
+@preset("tiny")
+def tiny() -> tuple[Sweep, Callable]:
+    """A seconds-long smoke sweep (tests, notebooks, CI): 2 x 2 cells x 2 seeds.
+
+    Command: python -m sweeps.grid --preset tiny
+    Runtime: a few seconds on a 2-core CPU (most of it compilation).
+    Figures: the same three as stage-phase, on a coarse grid.
+    """
+    cfg = nj.Config(n=20, d=60, m=4, steps=40, log_every=4, n_test=50)
+    hp = nj.HParams(eta=0.5, sigma_0=0.01)
+    axes = (Axis("tau", (0.1, 0.3)), Axis("n_snr2", (2.0, 8.0)))
+    return Sweep("tiny", cfg, hp, axes, seeds=2), stage_phase_figures
+
+
+@preset("paper-fig1")
+def paper_fig1() -> tuple[Sweep, Callable]:
+    """The paper's synthetic setting with and without label noise (n=200, d=2000, m=20).
+
+    Command: python -m sweeps.grid --preset paper-fig1
+    Runtime: about a minute on a 2-core CPU (2 x 3 seeds, 600 steps).
+    Figures: trajectories_tau0.2.png shows the two stages (clean fitted and gamma up first,
+      flipped samples memorized later as their rho_bar overtakes gamma); trajectories_tau0.png
+      has a single stage.
+    """
+    cfg = nj.Config(n=200, d=2000, m=20, steps=600, log_every=5, n_test=1000)
+    hp = nj.HParams(eta=0.05, mu_norm=7.0, sigma_p=1.0, sigma_0=0.001)
+    return Sweep("paper-fig1", cfg, hp, (Axis("tau", (0.0, 0.2)),), seeds=3), paper_fig1_figures
+
+
+def paper_fig1_figures(ds: xr.Dataset, out: Path) -> list[Path]:
+    paths = []
+    for tau in ds["tau"].values:
+        run = ds.sel(tau=tau).isel(seed=0)
+        paths.append(trajectories(run, out / f"trajectories_tau{tau:g}.png",
+                                  title=f"n=200, d=2000, m=20, ||mu||=7, tau={tau:g}"))
+    return paths
