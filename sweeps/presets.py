@@ -37,7 +37,7 @@ def describe(name: str) -> str:
 def stage_boundary(ax, xs: np.ndarray, ys: np.ndarray) -> None:
     """Overlay the rate heuristic n SNR^2 (1 - 2 tau) / 2 = 1 (SCIENCE.md section 6, item 9)."""
     tau = np.linspace(min(xs.min(), 0.0), min(xs.max(), 0.49), 200)
-    ax.plot(tau, 2.0 / (1.0 - 2.0 * tau), color="white", ls="--", lw=1.5,
+    ax.plot(tau, 2.0 / (1.0 - 2.0 * tau), color="cyan", ls="--", lw=1.5,
             label=r"heuristic: $n\,\mathrm{SNR}^2(1-2\tau)/2 = 1$")
     ax.set_ylim(ys.min() / 1.3, ys.max() * 1.3)
     ax.legend(loc="upper left", fontsize=8)
@@ -53,7 +53,7 @@ def stage_phase() -> tuple[Sweep, Callable]:
     """Phase diagram of Stage I over tau x n SNR^2 (the default preset; about 2 min on 2 CPUs).
 
     Command: python -m sweeps.grid            (or --preset stage-phase)
-    Runtime: about 1-2 minutes on a 2-core CPU (6 x 7 cells x 3 seeds = 126 runs, n=100,
+    Runtime: about 1-2 minutes on a 2-core CPU (10 x 13 cells x 3 seeds = 390 runs, n=100,
     d=1000, m=10, 300 GD steps).
     Figures:
       stage_phase.png: flipped-sample accuracy w.r.t. observed labels at the first logged step
@@ -67,8 +67,8 @@ def stage_phase() -> tuple[Sweep, Callable]:
     """
     cfg = nj.Config(n=100, d=1000, m=10, steps=300, log_every=2, n_test=500)
     hp = nj.HParams(eta=0.05, sigma_p=1.0, sigma_0=0.001)
-    axes = (Axis("tau", (0.0, 0.05, 0.1, 0.2, 0.3, 0.4)),
-            Axis("n_snr2", (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)))
+    axes = (Axis("tau", (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45)),
+            Axis("n_snr2", tuple(float(v) for v in np.geomspace(0.5, 32.0, 13))))
     return Sweep("stage-phase", cfg, hp, axes, seeds=3), stage_phase_figures
 
 
