@@ -13,9 +13,11 @@ import jax
 import numpy as np
 
 
-def initialize(**kwargs) -> None:
-    """`jax.distributed.initialize` (no arguments on a TPU pod or a configured cluster)."""
-    jax.distributed.initialize(**kwargs)
+def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None) -> None:
+    """`jax.distributed.initialize`; with no arguments JAX detects TPU pods and known clusters."""
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes, process_id=process_id)
 
 
 def shutdown() -> None:

@@ -56,7 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-runs", type=int, default=None, metavar="N",
                    help="runs per chunk (overrides the memory budget)")
     p.add_argument("--distributed", action="store_true",
-                   help="multi-process run: call jax.distributed.initialize() first")
+                   help="multi-process run: call jax.distributed.initialize() first (no "
+                        "arguments needed on a TPU pod or a detected cluster)")
+    p.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="with --distributed: coordinator address (process 0's host)")
+    p.add_argument("--num-processes", type=int, default=None, metavar="P",
+                   help="with --distributed: number of processes")
+    p.add_argument("--process-id", type=int, default=None, metavar="I",
+                   help="with --distributed: this process's index")
     p.add_argument("--matmul-precision", default=None, choices=("default", "high", "highest"),
                    help="jax_default_matmul_precision (default: highest on TPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -146,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.resume and args.out is None:
             raise UsageError("--resume needs --out DIR: the directory of the sweep to finish")
+        cluster = (args.coordinator, args.num_processes, args.process_id)
+        if not args.distributed and any(v is not None for v in cluster):
+            raise UsageError("--coordinator, --num-processes and --process-id need --distributed")
         if args.chunk_runs is not None and args.chunk_runs < 1:
             fail("--chunk-runs", args.chunk_runs, "an integer >= 1")
         max_memory = parse_size(args.max_memory) if args.max_memory is not None else None
@@ -165,7 +175,8 @@ def execute(args: argparse.Namespace, sweep: Sweep, figures, max_memory: int | N
     from noisyjax.sweep import plan
 
     if args.distributed:
-        distributed.initialize()
+        distributed.initialize(coordinator_address=args.coordinator,
+                               num_processes=args.num_processes, process_id=args.process_id)
     if sweep.cfg.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     precision = args.matmul_precision or ("highest" if jax.default_backend() == "tpu" else None)
