@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import xarray as xr
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
+from noisyjax.analysis import seed_summary
 
-from noisyjax.analysis import seed_summary  # noqa: E402
-
-Overlay = Callable[[plt.Axes, np.ndarray, np.ndarray], None]
+# Figures are built on matplotlib.figure.Figure directly: no pyplot state, no backend switch,
+# so importing noisyjax never changes a notebook's inline plotting.
+Overlay = Callable[[Axes, np.ndarray, np.ndarray], None]
 
 
 def heatmap(da: xr.DataArray, x: str, y: str, path: Path, *, title: str = "",
@@ -30,7 +30,8 @@ def heatmap(da: xr.DataArray, x: str, y: str, path: Path, *, title: str = "",
         mean, spread = mean.mean(others), spread.mean(others)
     mean, spread = mean.transpose(y, x), spread.transpose(y, x)
     xs, ys = np.asarray(da[x].values, float), np.asarray(da[y].values, float)
-    fig, ax = plt.subplots(figsize=(6.4, 4.8), constrained_layout=True)
+    fig = Figure(figsize=(6.4, 4.8), layout="constrained")
+    ax = fig.subplots()
     mesh = ax.pcolormesh(_edges(xs), _edges(ys), mean.values, cmap=cmap, vmin=vmin, vmax=vmax,
                          shading="flat")
     fig.colorbar(mesh, ax=ax, label=da.name or "")
@@ -45,7 +46,6 @@ def heatmap(da: xr.DataArray, x: str, y: str, path: Path, *, title: str = "",
     spread_txt = f"mean over {seeds} seeds; mean seed s.d. {float(np.nanmean(spread.values)):.3f}"
     ax.set_title(f"{title}\n{spread_txt}" if title else spread_txt, fontsize=10)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -53,8 +53,8 @@ def trajectories(run: xr.Dataset, path: Path, *, title: str = "",
                  stage_steps: dict[str, float] | None = None) -> Path:
     """The paper's synthetic figure for one run: coefficients (top) and accuracies (bottom)."""
     step = run["step"].values
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6.4), sharex=True,
-                                      constrained_layout=True)
+    fig = Figure(figsize=(6.4, 6.4), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True)
     top.plot(step, run["gamma_max"], label=r"$\max_{j,r}\ \gamma_{j,r}$", color="C0")
     top.plot(step, run["rho_bar_clean"], label=r"$\bar\rho$ clean (mean of $\max_r$)", color="C2")
     top.plot(step, run["rho_bar_noisy"], label=r"$\bar\rho$ flipped (mean of $\max_r$)",
@@ -78,7 +78,6 @@ def trajectories(run: xr.Dataset, path: Path, *, title: str = "",
     if title:
         top.set_title(title, fontsize=10)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

@@ -2,11 +2,15 @@
 
 Runs are grouped by their static shape: m and the engine settings are compiled per value
 (bucketing), while n and d are padded to the largest value in the bucket with masks whose
-results equal the unpadded run (`noisyjax.Sizes`). A bucket's runs are cut into chunks of a fixed
-size that fits the memory budget; every chunk of a bucket reuses one compiled program whose run
-axis is sharded over the local devices.
+results equal the unpadded run (`noisyjax.Sizes`).
 
-Shape letters: C runs in a chunk.
+Inside a compiled chunk the runs are laid out as (devices, groups, V): the device axis is
+sharded, groups run one after another (`lax.map`) and the V runs of a group are vmapped. The
+vector width V is the only batch size XLA ever sees, so a run's floating-point result does not
+depend on the chunk size, the device count or its neighbours (XLA may round a vmapped
+contraction differently for different batch sizes). V is recorded in config.json.
+
+Shape letters: C runs in a chunk, V runs vectorized together.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from noisyjax.grid import RunTable, Sweep, expand
 from noisyjax.metrics import METRIC_NAMES
 from noisyjax.train import make_train
 
-# Floats held per run, in units of the per-run tensor sizes; see `bytes_per_run`.
-SAFETY = 2.0
+SAFETY = 2.0  # headroom over the counted tensors in `bytes_per_run`
+# Default vector width: enough to fill SIMD units on a CPU, wide batches on accelerators.
+VECTOR_RUNS = {"cpu": 8, "default": 256}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +42,8 @@ class Bucket:
 
     cfg: Config
     runs: np.ndarray  # (R_b,) int64
-    chunk_runs: int
+    chunk_runs: int  # a multiple of devices * vector_runs
+    vector_runs: int
     bytes_per_run: int
 
     @property
@@ -65,9 +71,10 @@ class Plan:
             "runs": self.table.n_runs, "chunks": self.n_chunks, "devices": self.n_devices,
             "max_memory_bytes": self.max_memory,
             "buckets": [{"n": b.cfg.n, "d": b.cfg.d, "m": b.cfg.m, "runs": len(b.runs),
-                         "chunk_runs": b.chunk_runs, "chunks": len(b.chunks),
-                         "bytes_per_run": b.bytes_per_run,
-                         "bytes_per_chunk": b.bytes_per_run * b.chunk_runs} for b in self.buckets],
+                         "chunk_runs": b.chunk_runs, "vector_runs": b.vector_runs,
+                         "chunks": len(b.chunks), "bytes_per_run": b.bytes_per_run,
+                         "bytes_per_chunk": b.bytes_per_run * b.vector_runs * self.n_devices}
+                        for b in self.buckets],
         }
 
 
@@ -99,35 +106,37 @@ def default_max_memory(devices: list[jax.Device]) -> int:
 
 
 def plan(sweep: Sweep, *, devices: list[jax.Device] | None = None, max_memory: int | None = None,
-         chunk_runs: int | None = None, min_chunks: int = 4) -> Plan:
-    """Expand the grid and decide buckets and chunk sizes (no compilation happens here).
+         chunk_runs: int | None = None, vector_runs: int | None = None,
+         min_chunks: int = 4) -> Plan:
+    """Expand the grid and decide buckets, vector width and chunk sizes (nothing is compiled).
 
-    A bucket holds the runs of one m; n and d are padded to the bucket's largest values. The chunk
-    size is the largest multiple of the device count that fits `max_memory`, capped so that a
-    bucket has at least `min_chunks` chunks (progress and resume granularity); `chunk_runs`
-    overrides it.
+    A bucket holds the runs of one m; n and d are padded to the bucket's largest values. The
+    vector width V is `vector_runs`, or the backend default lowered until V runs fit
+    `max_memory` on every device. A chunk is devices x V x groups runs, with as many groups as
+    keep at least `min_chunks` chunks per bucket (progress and resume granularity);
+    `chunk_runs` overrides it, rounded up to a multiple of devices x V.
     """
     devices = jax.local_devices() if devices is None else devices
     n_dev = len(devices)
     budget = default_max_memory(devices) if max_memory is None else max_memory
-    if chunk_runs is not None and (isinstance(chunk_runs, bool) or chunk_runs < 1):
-        raise ConfigError(f"chunk_runs={chunk_runs!r} is invalid: allowed an integer >= 1")
+    for name, value in (("chunk_runs", chunk_runs), ("vector_runs", vector_runs)):
+        if value is not None and (isinstance(value, bool) or value < 1):
+            raise ConfigError(f"{name}={value!r} is invalid: allowed an integer >= 1")
     if budget <= 0:
         raise ConfigError(f"max_memory={budget!r} is invalid: allowed a positive size")
     table = expand(sweep)
+    default_width = VECTOR_RUNS.get(devices[0].platform, VECTOR_RUNS["default"])
     buckets = []
     for m in np.unique(table.shape["m"]):
         runs = np.flatnonzero(table.shape["m"] == m)
         cfg = sweep.cfg.replace(m=int(m), n=int(table.shape["n"][runs].max()),
                                 d=int(table.shape["d"][runs].max()))
         per_run = bytes_per_run(cfg)
-        if chunk_runs is not None:
-            size = chunk_runs
-        else:
-            fits = max(1, budget // per_run)
-            size = min(fits, math.ceil(len(runs) / min_chunks))
-        size = max(n_dev, size // n_dev * n_dev) if size >= n_dev else n_dev
-        buckets.append(Bucket(cfg, runs, int(size), per_run))
+        width = vector_runs or int(max(1, min(default_width, budget // (per_run * n_dev))))
+        step = n_dev * width
+        wanted = chunk_runs or math.ceil(len(runs) / min_chunks)
+        size = max(1, math.ceil(wanted / step)) * step
+        buckets.append(Bucket(cfg, runs, int(size), int(width), per_run))
     return Plan(sweep, table, tuple(buckets), n_dev, int(budget))
 
 
@@ -142,16 +151,20 @@ def chunk_inputs(table: RunTable, runs_C: np.ndarray, cfg: Config, size: int
     return table.seed[padded], hp, sizes
 
 
-def make_chunk_fn(cfg: Config, devices: list[jax.Device]) -> Callable:
-    """jit(vmap(train)) over a chunk's runs, with the run axis sharded over `devices`."""
+def make_chunk_fn(cfg: Config, devices: list[jax.Device], vector_runs: int) -> Callable:
+    """The compiled chunk: inputs (devices, C / devices), device axis sharded, groups of
+    `vector_runs` vmapped runs mapped one after another on each device."""
     train = make_train(cfg)
 
     def one(seed: jax.Array, hp: HParams, sizes: Sizes) -> dict[str, jax.Array]:
         _, metrics = train(jax.random.key(seed), hp, sizes)
         return metrics
 
-    sharding = NamedSharding(Mesh(np.asarray(devices), ("runs",)), PartitionSpec("runs"))
-    return jax.jit(jax.vmap(one), in_shardings=sharding, out_shardings=sharding)
+    def per_device(seed, hp, sizes):
+        return jax.lax.map(lambda a: one(*a), (seed, hp, sizes), batch_size=vector_runs)
+
+    sharding = NamedSharding(Mesh(np.asarray(devices), ("devices",)), PartitionSpec("devices"))
+    return jax.jit(jax.vmap(per_device), in_shardings=sharding, out_shardings=sharding)
 
 
 @dataclasses.dataclass
@@ -172,11 +185,12 @@ def run_chunks(plan_: Plan, todo: np.ndarray, *, devices: list[jax.Device] | Non
         runs = bucket.runs[np.isin(bucket.runs, todo)]
         if not len(runs):
             continue
-        fn = make_chunk_fn(bucket.cfg, devices)
+        fn = make_chunk_fn(bucket.cfg, devices, bucket.vector_runs)
         compiled = None
         for start in range(0, len(runs), bucket.chunk_runs):
             runs_C = runs[start : start + bucket.chunk_runs]
-            args = chunk_inputs(plan_.table, runs_C, bucket.cfg, bucket.chunk_runs)
+            args = jax.tree.map(lambda a: a.reshape(len(devices), -1),
+                                chunk_inputs(plan_.table, runs_C, bucket.cfg, bucket.chunk_runs))
             if compiled is None:
                 t0 = time.perf_counter()
                 compiled = fn.lower(*args).compile()
@@ -184,4 +198,5 @@ def run_chunks(plan_: Plan, todo: np.ndarray, *, devices: list[jax.Device] | Non
             t0 = time.perf_counter()
             out = jax.device_get(compiled(*args))
             timing.run_s += time.perf_counter() - t0
-            yield runs_C, {k: np.asarray(v)[: len(runs_C)] for k, v in out.items()}
+            yield runs_C, {k: np.asarray(v).reshape((-1,) + v.shape[2:])[: len(runs_C)]
+                           for k, v in out.items()}

@@ -1,0 +1,161 @@
+"""`python -m sweeps.grid` end to end: outputs, resume, dry run, and every bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import noisyjax as nj
+from sweeps import grid
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--preset", "tiny", "--no-progress", "--seeds", "4"]  # 16 runs: 2 chunks of 8
+
+
+def cli(*args, env=None, cwd=ROOT):
+    """Run the CLI in a fresh interpreter (as a user would)."""
+    full_env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "sweeps.grid", *args], capture_output=True,
+                          text=True, cwd=cwd, env=full_env, timeout=600)
+
+
+def data_of(directory):
+    ds = nj.load_sweep(directory)
+    return {name: ds[name].values for name in list(ds.data_vars) + list(ds.coords)}
+
+
+def assert_identical(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny") / "sweep"
+    result = cli(*TINY, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_tiny_preset_writes_results_config_and_figures(tiny_run):
+    names = {p.name for p in tiny_run.iterdir()}
+    assert {"results.nc", "config.json", "chunks", "stage_phase.png", "trajectories.png",
+            "final_test_error.png"} <= names
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["status"] == "complete"
+    assert set(config["timing"]) == {"compile_s", "run_s"}
+    assert config["environment"]["device_count"] >= 1 and config["environment"]["versions"]["jax"]
+    ds = nj.load_sweep(tiny_run)
+    assert ds["train_acc_noisy"].dims == ("tau", "n_snr2", "seed", "step")
+    assert ds["tau_plus_realized"].dims == ("tau", "n_snr2", "seed")
+    assert not any(p.name.endswith(".tmp") for p in tiny_run.rglob("*"))
+
+
+def test_eight_devices_and_another_chunk_size_give_identical_results(tiny_run, tmp_path):
+    out = tmp_path / "eight"
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    result = cli(*TINY, "--out", str(out), "--chunk-runs", "16", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "config.json").read_text())["environment"]["device_count"] == 8
+    assert_identical(data_of(out), data_of(tiny_run))
+
+
+def test_resume_redoes_lost_and_corrupt_chunks_with_identical_results(tiny_run, tmp_path):
+    import shutil
+
+    out = tmp_path / "resumed"
+    shutil.copytree(tiny_run, out)
+    # An interruption before the end: no results.nc, one chunk corrupted, figures gone.
+    (out / "results.nc").unlink()
+    for png in out.glob("*.png"):
+        png.unlink()
+    chunks = sorted((out / "chunks").glob("*.npz"))
+    assert len(chunks) == 2
+    chunks[0].write_bytes(b"garbage")
+    result = cli(*TINY, "--out", str(out), "--resume")
+    assert result.returncode == 0, result.stderr
+    assert_identical(data_of(out), data_of(tiny_run))
+    assert (out / "stage_phase.png").exists()
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    out = tmp_path / "dry"
+    result = cli(*TINY, "--out", str(out), "--dry-run", "--axis", "d=50,60")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["runs"] == 32 and summary["buckets"][0]["d"] == 60
+    assert not out.exists()
+
+
+def test_list_presets():
+    result = cli("--list-presets")
+    assert result.returncode == 0
+    assert "stage-phase" in result.stdout and "tiny" in result.stdout
+
+
+BAD_INPUTS = [
+    (["--preset", "nope"], "--preset='nope'"),
+    (["--set", "colour=3"], "--set='colour'"),
+    (["--set", "tau=0.5"], "tau_plus=0.5"),
+    (["--set", "n=-4"], "n=-4"),
+    (["--set", "eta=abc"], "eta='abc'"),
+    (["--axis", "tau=0.1,0.5"], "tau=0.5"),
+    (["--axis", "tau"], "axis='tau'"),
+    (["--axis", "tau=lin:0:0.4"], "axis tau='lin:0:0.4'"),
+    (["--axis", "bogus=1,2"], "axis='bogus'"),
+    (["--axis", "n=10.5"], "axis n="),
+    (["--seeds", "0"], "--seeds=0"),
+    (["--seeds", "-2"], "--seeds=-2"),
+    (["--chunk-runs", "0"], "--chunk-runs=0"),
+    (["--max-memory", "lots"], "--max-memory='lots'"),
+    (["--resume"], "has no config.json"),
+    (["--process-id", "1"], "need --distributed"),
+    (["--engine", "warp"], "invalid choice"),
+]
+
+
+@pytest.mark.parametrize(("args", "needle"), BAD_INPUTS)
+def test_bad_input_one_line_exit_2_nothing_written(args, needle, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = grid.main([*TINY, "--out", str(out), *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_out_that_is_a_file_or_unwritable(tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("keep me")
+    assert grid.main([*TINY, "--out", str(a_file)]) == 2
+    assert "is a file" in capsys.readouterr().err and a_file.read_text() == "keep me"
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        assert grid.main([*TINY, "--out", str(locked / "sweep")]) == 2
+        assert "not writable" in capsys.readouterr().err
+    finally:
+        locked.chmod(0o700)
+
+
+def test_existing_output_and_foreign_resume_are_refused(tiny_run, capsys):
+    before = (tiny_run / "config.json").read_text()
+    assert grid.main([*TINY, "--out", str(tiny_run)]) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert grid.main([*TINY, "--out", str(tiny_run), "--resume", "--set", "steps=80"]) == 2
+    assert "different sweep" in capsys.readouterr().err
+    assert (tiny_run / "config.json").read_text() == before
+
+
+def test_cli_process_exit_code_and_single_line(tmp_path):
+    result = cli("--preset", "nope", "--out", str(tmp_path / "x"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,94 @@
+"""The sweep engine: a run's results depend only on its seed and its own settings."""
+
+import jax
+import numpy as np
+import pytest
+
+import noisyjax as nj
+from noisyjax.grid import Axis, Sweep, expand, parse_axis
+from noisyjax.sweep import run_chunks
+
+CFG = nj.Config(n=16, d=40, m=3, steps=20, log_every=5, n_test=25)
+HP = nj.HParams(eta=0.5, mu_norm=3.0, sigma_0=0.05)
+
+
+def run_all(sweep, **plan_kwargs):
+    plan = nj.plan(sweep, **plan_kwargs)
+    out = {}
+    for runs, metrics in run_chunks(plan, np.arange(plan.table.n_runs)):
+        for k, v in metrics.items():
+            out.setdefault(k, np.zeros((plan.table.n_runs,) + v.shape[1:], v.dtype))[runs] = v
+    return plan, out
+
+
+def cell(metrics, index):
+    return {k: v[index] for k, v in metrics.items()}
+
+
+def assert_same(a, b, rtol=0.0, atol=0.0):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=rtol, atol=atol, err_msg=k)
+
+
+def test_axis_specs():
+    assert parse_axis("tau=0,0.1,0.2").values == (0.0, 0.1, 0.2)
+    assert parse_axis("eta=lin:0.1:0.3:3").values == pytest.approx((0.1, 0.2, 0.3))
+    assert parse_axis("sigma_p=log:0.1:10:3").values == pytest.approx((0.1, 1.0, 10.0))
+    assert parse_axis("d=range:100:130:10").values == (100, 110, 120)
+
+
+def test_expand_orders_runs_like_the_grid_and_derives_mu():
+    sweep = Sweep("t", CFG, HP, (Axis("tau", (0.1, 0.2)), Axis("n_snr2", (1.0, 4.0))), seeds=2)
+    table = expand(sweep)
+    assert table.n_runs == 8 and list(table.seed) == [0, 1] * 4
+    np.testing.assert_allclose(table.hp["tau_plus"], [0.1] * 4 + [0.2] * 4)
+    n_snr2 = table.shape["n"] * table.hp["mu_norm"] ** 2 / (table.hp["sigma_p"] ** 2 * CFG.d)
+    np.testing.assert_allclose(n_snr2, [1, 1, 4, 4] * 2)
+
+
+def test_chunk_size_does_not_change_results():
+    sweep = Sweep("t", CFG, HP, (Axis("tau", (0.0, 0.2, 0.4)),), seeds=3)
+    _, a = run_all(sweep, chunk_runs=2)
+    _, b = run_all(sweep, chunk_runs=9)
+    assert_same(a, b)
+
+
+def test_a_cell_alone_equals_the_same_cell_in_a_grid():
+    grid = Sweep("t", CFG, HP, (Axis("tau", (0.1, 0.3)), Axis("eta", (0.2, 0.5))), seeds=2)
+    _, full = run_all(grid, chunk_runs=3)
+    alone = Sweep("t", CFG, HP.replace(tau_plus=0.3, tau_minus=0.3, eta=0.2), (), seeds=2)
+    _, single = run_all(alone)
+    assert_same(cell(full, np.array([4, 5])), single)  # (tau=0.3, eta=0.2, seeds 0 and 1)
+
+
+@pytest.mark.parametrize("axis", [Axis("n", (9, 16)), Axis("d", (17, 40)), Axis("m", (2, 3))])
+def test_shape_axes_equal_separate_runs(axis):
+    """n and d are padded into one program, m is bucketed: each cell equals its own run."""
+    cfg = CFG.replace(dtype="float64")
+    grid = Sweep("t", cfg, HP, (axis,), seeds=2)
+    _, full = run_all(grid)
+    for i, value in enumerate(axis.values):
+        alone = Sweep("t", cfg.replace(**{axis.name: value}), HP, (), seeds=2)
+        _, single = run_all(alone)
+        assert_same(cell(full, np.array([2 * i, 2 * i + 1])), single, rtol=1e-10, atol=1e-12)
+
+
+def test_plan_respects_memory_budget_and_device_multiple():
+    sweep = Sweep("t", CFG, HP, (Axis("tau", tuple(np.linspace(0, 0.4, 10))),), seeds=3)
+    per_run = nj.sweep.bytes_per_run(CFG)
+    plan = nj.plan(sweep, max_memory=5 * per_run, min_chunks=1)
+    assert plan.buckets[0].vector_runs == 5 and plan.buckets[0].chunk_runs == 30
+    plan = nj.plan(sweep, max_memory=per_run // 2)
+    assert plan.buckets[0].vector_runs == 1 and plan.buckets[0].chunk_runs == 8
+    plan = nj.plan(sweep, devices=jax.devices() * 4, chunk_runs=6, vector_runs=2)
+    assert plan.buckets[0].chunk_runs == 8 and plan.n_chunks == 4
+
+
+def test_bad_grid_values_are_rejected_before_running():
+    with pytest.raises(nj.ConfigError, match=r"^tau=0\.5 is invalid: allowed"):
+        nj.plan(Sweep("t", CFG, HP, (Axis("tau", (0.1, 0.5)),)))
+    with pytest.raises(nj.ConfigError, match="axis n_snr2"):
+        Sweep("t", CFG, HP, (Axis("n_snr2", (1.0,)), Axis("mu_norm", (1.0,))))
+    with pytest.raises(nj.ConfigError, match="seeds=0"):
+        Sweep("t", CFG, HP, (), seeds=0)
