@@ -3,18 +3,21 @@
 Both paths train the same runs (same seeds, same hyperparameters, same static `Config`):
 
 * engine: `noisyjax.plan(sweep)` and `noisyjax.sweep.run_chunks`, i.e. what
-  `python -m sweeps.grid` does minus the file I/O: one `jit(vmap(train))` per bucket, run over
-  memory-budgeted chunks, metrics copied back to the host.
+  `python -m sweeps.grid` does minus the file I/O: one compiled, vmapped program per bucket, run
+  over the plan's chunks, metrics copied back to the host.
 * sequential: `jax.jit(noisyjax.make_train(cfg))` called in a Python loop, one run per call, with
   every hyperparameter passed as an array (so one compile covers all runs), each result blocked
   on and copied back to the host. This is how theory code is usually written.
 
-Compilation is excluded from the timed runs and reported separately: the engine's compile time
-is what `run_chunks` records (`Timing.compile_s`, lowering included); the sequential compile time
-is the first call minus the steady per-run time of that path. Repeats alternate between the two
-paths so that both see the same machine state; the reported throughput is the median over
-repeats and the ratio is engine / sequential. Before timing, the two paths' metrics are checked
-to agree (`numpy.allclose`), so both compute the same thing.
+Compilation is excluded from the timed passes and reported separately. The sequential path
+compiles on its first call; its compile time is that call minus the steady per-run time. The
+engine compiles inside every `run_chunks` call and records it (`Timing.compile_s`, tracing and
+lowering included), which the timed passes subtract; its reported compile time is the first,
+cold pass's. A throwaway persistent compilation cache keeps the later passes' compiles short
+(`--no-cache` turns it off). The first pass of each path is a warm-up whose metrics are checked
+to agree (`numpy.allclose`), so both paths compute the same thing. Timed passes then alternate
+between the two paths so that both see the same machine state; throughput is `runs / median
+pass time` and the ratio is engine runs/s over sequential runs/s (above 1: the engine is faster).
 
 Usage:
   python -m benchmarks.bench_sweep                      # both settings
@@ -56,16 +59,18 @@ class Setting:
     cfg: nj.Config
     hp: nj.HParams
     runs: int
+    repeats: int
     note: str
 
 
 SETTINGS = {
-    # Small problems: a step is a few small matmuls, so per-call and per-step overhead dominates.
+    # Small problems: a step is a few tiny matmuls, so fixed per-step and per-call costs weigh most.
     "small": Setting(
         "small",
         nj.Config(n=20, d=100, m=4, steps=300, log_every=10, n_test=100),
         nj.HParams(eta=0.05, mu_norm=4.0, sigma_p=1.0, sigma_0=0.01),
-        runs=128,
+        runs=256,
+        repeats=5,
         note="n=20, d=100, m=4, n_test=100",
     ),
     # The paper's size (Han et al., ICML 2025): n=200, d=2000, m=20.
@@ -74,6 +79,7 @@ SETTINGS = {
         nj.Config(n=200, d=2000, m=20, steps=300, log_every=10, n_test=1000),
         nj.HParams(eta=0.05, mu_norm=7.0, sigma_p=1.0, sigma_0=0.01),
         runs=16,
+        repeats=3,
         note="n=200, d=2000, m=20, n_test=1000",
     ),
 }
@@ -84,8 +90,9 @@ def make_sweep(setting: Setting, runs: int, steps: int | None) -> nj.Sweep:
     cfg = setting.cfg if steps is None else setting.cfg.replace(steps=steps)
     n_tau = next(k for k in (8, 4, 2, 1) if runs % k == 0)
     taus = tuple(float(t) for t in np.round(np.linspace(0.0, 0.35, n_tau), 6))
-    return nj.Sweep(f"bench-{setting.name}", cfg, setting.hp, (Axis("tau", taus),),
-                    seeds=runs // n_tau)
+    return nj.Sweep(
+        f"bench-{setting.name}", cfg, setting.hp, (Axis("tau", taus),), seeds=runs // n_tau
+    )
 
 
 def engine_pass(plan: nj.Plan) -> tuple[float, float, dict[str, np.ndarray]]:
@@ -106,8 +113,9 @@ def run_hparams(table: nj.RunTable, i: int, dtype: np.dtype) -> nj.HParams:
     return nj.HParams(**{f: np.asarray(table.hp[f][i], dtype) for f in HPARAM_FIELDS})
 
 
-def sequential_pass(train, table: nj.RunTable, dtype: np.dtype
-                    ) -> tuple[float, list[dict[str, np.ndarray]]]:
+def sequential_pass(
+    train, table: nj.RunTable, dtype: np.dtype
+) -> tuple[float, list[dict[str, np.ndarray]]]:
     """One run per call of the jitted `train`: (seconds, per-run metrics)."""
     results = []
     t0 = time.perf_counter()
@@ -117,8 +125,9 @@ def sequential_pass(train, table: nj.RunTable, dtype: np.dtype
     return time.perf_counter() - t0, results
 
 
-def compare(engine: dict[str, np.ndarray], seq: list[dict[str, np.ndarray]], rtol: float,
-            atol: float) -> tuple[bool, float, str]:
+def compare(
+    engine: dict[str, np.ndarray], seq: list[dict[str, np.ndarray]], rtol: float, atol: float
+) -> tuple[bool, float, str]:
     """Whether every metric of every run agrees; also the largest deviation and where."""
     ok, worst, where = True, 0.0, ""
     for k, e in engine.items():
@@ -136,8 +145,15 @@ def compare(engine: dict[str, np.ndarray], seq: list[dict[str, np.ndarray]], rto
     return ok, worst, where
 
 
-def bench(setting: Setting, runs: int, steps: int | None, repeats: int, plan_options: dict,
-          rtol: float, atol: float) -> dict:
+def bench(
+    setting: Setting,
+    runs: int,
+    steps: int | None,
+    repeats: int,
+    plan_options: dict,
+    rtol: float,
+    atol: float,
+) -> dict:
     sweep = make_sweep(setting, runs, steps)
     plan = nj.plan(sweep, **plan_options)
     cfg, table = sweep.cfg, plan.table
@@ -145,9 +161,12 @@ def bench(setting: Setting, runs: int, steps: int | None, repeats: int, plan_opt
     n = table.n_runs
     bucket = plan.buckets[0]
     width = getattr(bucket, "vector_runs", bucket.chunk_runs)
-    print(f"[{setting.name}] {setting.note}, steps={cfg.steps}, log_every={cfg.log_every}, "
-          f"runs={n}; engine: {plan.n_chunks} chunks of {bucket.chunk_runs} runs, "
-          f"{width} vmapped at a time", flush=True)
+    print(
+        f"[{setting.name}] {setting.note}, steps={cfg.steps}, log_every={cfg.log_every}, "
+        f"runs={n}; engine: {plan.n_chunks} chunks of {bucket.chunk_runs} runs, "
+        f"{width} vmapped at a time",
+        flush=True,
+    )
 
     # Warm-up and agreement check. The engine compiles inside every pass (run_chunks builds its
     # program per call) and reports it; the sequential path compiles on its first call.
@@ -159,8 +178,11 @@ def bench(setting: Setting, runs: int, steps: int | None, repeats: int, plan_opt
     _, eng_compile, eng_out = engine_pass(plan)
     _, seq_out = sequential_pass(train, table, dtype)
     agree, worst, where = compare(eng_out, seq_out, rtol, atol)
-    print(f"  metrics agree (rtol={rtol:g}, atol={atol:g}): {agree}; largest deviation "
-          f"{worst:.3g} of tolerance ({where})", flush=True)
+    print(
+        f"  metrics agree (rtol={rtol:g}, atol={atol:g}): {agree}; largest deviation "
+        f"{worst:.3g} of tolerance ({where})",
+        flush=True,
+    )
 
     eng_times, seq_times, eng_compiles = [], [], [eng_compile]
     for r in range(repeats):
@@ -169,20 +191,35 @@ def bench(setting: Setting, runs: int, steps: int | None, repeats: int, plan_opt
         eng_times.append(e_s)
         seq_times.append(s_s)
         eng_compiles.append(e_c)
-        print(f"  repeat {r + 1}/{repeats}: engine {e_s:.3f} s ({n / e_s:.1f} runs/s), "
-              f"sequential {s_s:.3f} s ({n / s_s:.1f} runs/s)", flush=True)
+        print(
+            f"  repeat {r + 1}/{repeats}: engine {e_s:.3f} s ({n / e_s:.1f} runs/s), "
+            f"sequential {s_s:.3f} s ({n / s_s:.1f} runs/s), ratio {s_s / e_s:.2f}",
+            flush=True,
+        )
     eng_s, seq_s = statistics.median(eng_times), statistics.median(seq_times)
     return {
-        "setting": setting.name, "note": setting.note, "runs": n, "steps": cfg.steps,
-        "log_every": cfg.log_every, "chunks": plan.n_chunks, "chunk_runs": bucket.chunk_runs,
-        "vector_runs": width, "repeats": repeats,
-        "engine_s": eng_times, "sequential_s": seq_times,
-        "engine_runs_per_s": n / eng_s, "sequential_runs_per_s": n / seq_s,
+        "setting": setting.name,
+        "note": setting.note,
+        "runs": n,
+        "steps": cfg.steps,
+        "log_every": cfg.log_every,
+        "chunks": plan.n_chunks,
+        "chunk_runs": bucket.chunk_runs,
+        "vector_runs": width,
+        "repeats": repeats,
+        "engine_s": eng_times,
+        "sequential_s": seq_times,
+        "engine_runs_per_s": n / eng_s,
+        "sequential_runs_per_s": n / seq_s,
         "ratio": seq_s / eng_s,
+        "ratio_per_repeat": [s / e for s, e in zip(seq_times, eng_times, strict=True)],
         "engine_compile_s": eng_compiles[0],
         "engine_recompile_s": eng_compiles[1:],
         "sequential_compile_s": max(0.0, seq_first_s - seq_s / n),
-        "agree": agree, "max_deviation_of_tolerance": worst, "rtol": rtol, "atol": atol,
+        "agree": agree,
+        "max_deviation_of_tolerance": worst,
+        "rtol": rtol,
+        "atol": atol,
     }
 
 
@@ -191,46 +228,90 @@ def machine() -> dict:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count()
-    return {"jax": jax.__version__, "backend": jax.default_backend(),
-            "devices": [str(d) for d in jax.local_devices()], "usable_cpu_cores": cores,
-            "python": platform.python_version(), "machine": platform.machine()}
+    return {
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.local_devices()],
+        "usable_cpu_cores": cores,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
 
 
 def table(rows: list[dict]) -> str:
-    head = ("setting", "runs", "steps", "engine runs/s", "sequential runs/s", "ratio",
-            "compile s (engine / seq)", "agree")
+    head = (
+        "setting",
+        "runs",
+        "steps",
+        "engine runs/s",
+        "sequential runs/s",
+        "ratio",
+        "compile s (engine / seq)",
+        "agree",
+    )
     lines = [" | ".join(head), " | ".join("-" * len(h) for h in head)]
     for r in rows:
-        lines.append(" | ".join([
-            r["setting"], str(r["runs"]), str(r["steps"]), f"{r['engine_runs_per_s']:.2f}",
-            f"{r['sequential_runs_per_s']:.2f}", f"{r['ratio']:.2f}x",
-            f"{r['engine_compile_s']:.2f} / {r['sequential_compile_s']:.2f}",
-            "yes" if r["agree"] else "NO"]))
+        lines.append(
+            " | ".join(
+                [
+                    r["setting"],
+                    str(r["runs"]),
+                    str(r["steps"]),
+                    f"{r['engine_runs_per_s']:.2f}",
+                    f"{r['sequential_runs_per_s']:.2f}",
+                    f"{r['ratio']:.2f}x",
+                    f"{r['engine_compile_s']:.2f} / {r['sequential_compile_s']:.2f}",
+                    "yes" if r["agree"] else "NO",
+                ]
+            )
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_sweep",
-                                description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_sweep", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--setting", choices=(*SETTINGS, "all"), default="all")
-    p.add_argument("--runs", type=int, default=None,
-                   help="runs per setting (default: 128 small, 16 paper)")
-    p.add_argument("--steps", type=int, default=None,
-                   help="GD steps, a multiple of log_every=10 (default: 300)")
-    p.add_argument("--repeats", type=int, default=3, help="timed passes of each path")
-    p.add_argument("--chunk-runs", type=int, default=None,
-                   help="engine runs per chunk (default: the plan's choice, as the CLI)")
-    p.add_argument("--vector-runs", type=int, default=None,
-                   help="engine runs vmapped together (default: the plan's choice, as the CLI)")
-    p.add_argument("--no-cache", action="store_true",
-                   help="no persistent compilation cache: every engine pass compiles cold")
+    p.add_argument(
+        "--runs", type=int, default=None, help="runs per setting (default: 256 small, 16 paper)"
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="GD steps, a multiple of log_every=10 (default: 300)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed passes of each path (default: 5 small, 3 paper)",
+    )
+    p.add_argument(
+        "--chunk-runs",
+        type=int,
+        default=None,
+        help="engine runs per chunk (default: the plan's choice, as the CLI)",
+    )
+    p.add_argument(
+        "--vector-runs",
+        type=int,
+        default=None,
+        help="engine runs vmapped together (default: the plan's choice, as the CLI)",
+    )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="no persistent compilation cache: every engine pass compiles cold",
+    )
     p.add_argument("--rtol", type=float, default=1e-4)
     p.add_argument("--atol", type=float, default=1e-5)
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="save results")
     args = p.parse_args(argv)
     if args.runs is not None and args.runs < 1:
         p.error("--runs must be >= 1")
-    if args.repeats < 1:
+    if args.repeats is not None and args.repeats < 1:
         p.error("--repeats must be >= 1")
 
     if not args.no_cache:
@@ -242,14 +323,30 @@ def main(argv: list[str] | None = None) -> int:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     info = machine()
-    print(f"jax {info['jax']} on {info['backend']} {info['devices']}, "
-          f"{info['usable_cpu_cores']} usable CPU cores", flush=True)
-    plan_options = {k: v for k, v in (("chunk_runs", args.chunk_runs),
-                                      ("vector_runs", args.vector_runs)) if v is not None}
+    print(
+        f"jax {info['jax']} on {info['backend']} {info['devices']}, "
+        f"{info['usable_cpu_cores']} usable CPU cores",
+        flush=True,
+    )
+    plan_options = {
+        k: v
+        for k, v in (("chunk_runs", args.chunk_runs), ("vector_runs", args.vector_runs))
+        if v is not None
+    }
     names = list(SETTINGS) if args.setting == "all" else [args.setting]
     try:
-        rows = [bench(SETTINGS[s], args.runs or SETTINGS[s].runs, args.steps, args.repeats,
-                      plan_options, args.rtol, args.atol) for s in names]
+        rows = [
+            bench(
+                SETTINGS[s],
+                args.runs or SETTINGS[s].runs,
+                args.steps,
+                args.repeats or SETTINGS[s].repeats,
+                plan_options,
+                args.rtol,
+                args.atol,
+            )
+            for s in names
+        ]
     except nj.ConfigError as err:
         p.error(str(err))
     print()

@@ -108,15 +108,14 @@ def fit(params: Params, train: Batch, test: Batch, cfg: Config, hp: HParams, *,
         return {"step": state.step, **measure(state.params, state.gamma, state.rho_bar,
                                               state.rho_under, train, test, geom, cfg, hp)}
 
-    def block(state: TrainState, _: None) -> tuple[TrainState, Metrics]:
-        state, _ = jax.lax.scan(
-            lambda s, _: (train_step(s, key, train, geom, cfg, hp, opt), None),
-            state, None, length=cfg.log_every)
+    def block(state: TrainState, index: jax.Array) -> tuple[TrainState, Metrics]:
+        # Block 0 takes no step, so step 0 is logged by the same (single) copy of `measure`.
+        n_steps = jnp.where(index == 0, 0, cfg.log_every)
+        state = jax.lax.fori_loop(
+            0, n_steps, lambda _, s: train_step(s, key, train, geom, cfg, hp, opt), state)
         return state, log_point(state)
 
-    state, trajectory = jax.lax.scan(block, state0, None, length=cfg.steps // cfg.log_every)
-    first = log_point(state0)
-    metrics = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, trajectory)
+    state, metrics = jax.lax.scan(block, state0, jnp.arange(cfg.n_logs, dtype=jnp.int32))
     return state, metrics
 
 

@@ -134,6 +134,8 @@ def test_out_that_is_a_file_or_unwritable(tmp_path, capsys):
     a_file.write_text("keep me")
     assert grid.main([*TINY, "--out", str(a_file)]) == 2
     assert "is a file" in capsys.readouterr().err and a_file.read_text() == "keep me"
+    assert grid.main([*TINY, "--out", str(a_file / "sweep")]) == 2  # under a file
+    assert "not writable" in capsys.readouterr().err
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
