@@ -25,6 +25,8 @@ FLIP_MODES = ("bernoulli", "exact")
 OPTIMIZERS = ("gd", "sgd", "adam")
 DTYPES = ("float32", "float64")
 ENGINES = ("dense",)
+TRANSITION_NAMES = ("t1", "t2", "t_best", "t_cross")
+STAGE_NAMES = TRANSITION_NAMES + ("final",)
 
 
 class ConfigError(ValueError):
@@ -41,8 +43,15 @@ def check_int(field: str, value: Any, minimum: int = 1) -> None:
         fail(field, value, f"an integer >= {minimum}")
 
 
-def check_real(field: str, value: Any, low: float, high: float, *, open_high: bool = False,
-               open_low: bool = False) -> None:
+def check_real(
+    field: str,
+    value: Any,
+    low: float,
+    high: float,
+    *,
+    open_high: bool = False,
+    open_low: bool = False,
+) -> None:
     """Check a finite real number in [low, high] (ends opened on request)."""
     is_real = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if not is_real or not math.isfinite(float(value)):
@@ -80,6 +89,9 @@ class Config:
         `HParams.relabel_rate` (label-noise GD, arXiv 2510.17526).
       dtype: "float32" (default) or "float64" (needs `jax_enable_x64`).
       engine: how a step is computed; only "dense" for now.
+      eval_every: the test error (for t_best) is evaluated every `eval_every` steps; 1 is exact.
+      snapshot_stages: the stages whose weights and coefficients are kept (t1, t2, t_best,
+        t_cross, final); each costs one copy of the filters per run.
     """
 
     n: int = 200
@@ -99,6 +111,8 @@ class Config:
     label_noise_gd: bool = False
     dtype: str = "float32"
     engine: str = "dense"
+    eval_every: int = 1
+    snapshot_stages: tuple[str, ...] = STAGE_NAMES
 
     def __post_init__(self) -> None:
         for field in ("n", "d", "m", "steps", "log_every", "n_test"):
@@ -114,11 +128,24 @@ class Config:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_int("batch_size", self.batch_size)
         if self.optimizer == "sgd" and self.batch_size > self.n:
-            fail("batch_size", self.batch_size, f"an integer in [1, n={self.n}] with optimizer 'sgd'")
+            fail(
+                "batch_size", self.batch_size, f"an integer in [1, n={self.n}] with optimizer 'sgd'"
+            )
         if not isinstance(self.label_noise_gd, bool):
             fail("label_noise_gd", self.label_noise_gd, "True or False")
         check_choice("dtype", self.dtype, DTYPES)
         check_choice("engine", self.engine, ENGINES)
+        check_int("eval_every", self.eval_every)
+        stages = self.snapshot_stages
+        if isinstance(stages, str):  # "t1,final" from the command line
+            stages = tuple(s for s in stages.split(",") if s)
+            object.__setattr__(self, "snapshot_stages", stages)
+        if (
+            not isinstance(stages, tuple)
+            or len(set(stages)) != len(stages)
+            or any(s not in STAGE_NAMES for s in stages)
+        ):
+            fail("snapshot_stages", stages, "distinct names among " + ", ".join(STAGE_NAMES))
 
     @property
     def n_logs(self) -> int:

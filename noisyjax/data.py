@@ -39,8 +39,9 @@ def signal_direction(key: jax.Array, cfg: Config, d_mask_D: jax.Array) -> jax.Ar
     return g_D / jnp.linalg.norm(g_D)
 
 
-def sample(key: jax.Array, cfg: Config, hp: HParams, *, split: str = "train",
-           sizes: Sizes | None = None) -> Batch:
+def sample(
+    key: jax.Array, cfg: Config, hp: HParams, *, split: str = "train", sizes: Sizes | None = None
+) -> Batch:
     """Draw the training set (n samples) or the test set (n_test samples) of the data key `key`.
 
     Train and test share the signal direction of `key` and use disjoint sample keys. Test labels
@@ -54,7 +55,11 @@ def sample(key: jax.Array, cfg: Config, hp: HParams, *, split: str = "train",
     d_mask_D = jnp.arange(cfg.d, dtype=jnp.int32) < sizes.d
     u_D = signal_direction(k_signal, cfg, d_mask_D)
     n_total = cfg.n if split == "train" else cfg.n_test
-    mask_N = jnp.arange(n_total, dtype=jnp.int32) < sizes.n if split == "train" else jnp.ones(n_total, bool)
+    mask_N = (
+        jnp.arange(n_total, dtype=jnp.int32) < sizes.n
+        if split == "train"
+        else jnp.ones(n_total, bool)
+    )
     k_split = k_train if split == "train" else k_test
     keys_N = jax.vmap(jax.random.fold_in, (None, 0))(k_split, jnp.arange(n_total, dtype=jnp.uint32))
 
@@ -77,8 +82,9 @@ def sample(key: jax.Array, cfg: Config, hp: HParams, *, split: str = "train",
     return Batch(x=x_NPD, y=y_N, y_obs=y_obs_N, flipped=flipped_N, mask=mask_N, mu=mu_D)
 
 
-def flip_mask(u_N: jax.Array, y_N: jax.Array, mask_N: jax.Array, cfg: Config,
-              hp: HParams) -> jax.Array:
+def flip_mask(
+    u_N: jax.Array, y_N: jax.Array, mask_N: jax.Array, cfg: Config, hp: HParams
+) -> jax.Array:
     """Class-conditional flips: tau_plus for y = +1, tau_minus for y = -1 (SCIENCE.md section 2).
 
     "bernoulli": flip sample i when u_i < tau(y_i). "exact": in each class flip the

@@ -49,9 +49,15 @@ def geometry(train: Batch, cfg: Config) -> Geometry:
     return Geometry(mu_norm2, xi_norm2_N, gram_b_NN, basis_KD, basis_chol_KK)
 
 
-def exact_increments(pre_NPJM: jax.Array, labels_N: jax.Array, weight_N: jax.Array,
-                     train: Batch, geom: Geometry, cfg: Config,
-                     eta: jax.Array) -> tuple[jax.Array, jax.Array]:
+def exact_increments(
+    pre_NPJM: jax.Array,
+    labels_N: jax.Array,
+    weight_N: jax.Array,
+    train: Batch,
+    geom: Geometry,
+    cfg: Config,
+    eta: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
     """(d gamma (J, M), d rho (J, M, N)) of one GD step on sum_i weight_i l(labels_i f(x_i)).
 
     With weight_i = 1/n this is SCIENCE.md section 4:
@@ -65,34 +71,38 @@ def exact_increments(pre_NPJM: jax.Array, labels_N: jax.Array, weight_N: jax.Arr
     scale = -eta / cfg.m
     dgamma_JM = scale * jnp.einsum("n,njm->jm", g_N * labels_N * train.y, ap_NPJM[:, 0])
     signs_J = jnp.asarray(SIGNS_J, pre_NPJM.dtype)
-    drho_JMN = scale * jnp.einsum("n,njm,j->jmn", g_N * labels_N * geom.xi_norm2_N,
-                                  ap_NPJM[:, 1], signs_J)
+    drho_JMN = scale * jnp.einsum(
+        "n,njm,j->jmn", g_N * labels_N * geom.xi_norm2_N, ap_NPJM[:, 1], signs_J
+    )
     return dgamma_JM * geom.mu_norm2, drho_JMN
 
 
-def projected_increments(update_JMD: jax.Array,
-                         geom: Geometry) -> tuple[jax.Array, jax.Array]:
+def projected_increments(update_JMD: jax.Array, geom: Geometry) -> tuple[jax.Array, jax.Array]:
     """Least-squares coefficients of an update in the basis, for optimizers that leave the span."""
     rhs_JMK = jnp.einsum("kd,jmd->jmk", geom.basis_KD, update_JMD)
-    coef_JMK = jax.vmap(jax.vmap(
-        lambda b: jax.scipy.linalg.cho_solve((geom.basis_chol_KK, True), b)))(rhs_JMK)
+    coef_JMK = jax.vmap(
+        jax.vmap(lambda b: jax.scipy.linalg.cho_solve((geom.basis_chol_KK, True), b))
+    )(rhs_JMK)
     signs_J = jnp.asarray(SIGNS_J, update_JMD.dtype)
     return signs_J[:, None] * coef_JMK[..., 0], coef_JMK[..., 1:]
 
 
-def step_norms(dgamma_JM: jax.Array, drho_JMN: jax.Array,
-               geom: Geometry) -> tuple[jax.Array, jax.Array]:
+def step_norms(
+    dgamma_JM: jax.Array, drho_JMN: jax.Array, geom: Geometry
+) -> tuple[jax.Array, jax.Array]:
     """Frobenius norms of the signal part (along mu) and noise part (in span xi) of a step."""
     signal = jnp.sqrt(jnp.sum(dgamma_JM**2) / jnp.where(geom.mu_norm2 > 0, geom.mu_norm2, 1.0))
     noise2 = jnp.einsum("jmn,nk,jmk->", drho_JMN, geom.gram_b_NN, drho_JMN)
     return signal, jnp.sqrt(jnp.maximum(noise2, 0.0))
 
 
-def rebuild_displacement(gamma_JM: jax.Array, rho_JMN: jax.Array, train: Batch,
-                         geom: Geometry) -> jax.Array:
+def rebuild_displacement(
+    gamma_JM: jax.Array, rho_JMN: jax.Array, train: Batch, geom: Geometry
+) -> jax.Array:
     """W(t) - W(0) from the coefficients: j gamma mu/||mu||^2 + sum_i rho_i xi_i/||xi_i||^2."""
     signs_J = jnp.asarray(SIGNS_J, gamma_JM.dtype)
     b0_D = train.mu / jnp.where(geom.mu_norm2 > 0, geom.mu_norm2, 1.0)
     b_ND = train.x[:, 1] / geom.xi_norm2_N[:, None]
-    return (jnp.einsum("j,jm,d->jmd", signs_J, gamma_JM, b0_D)
-            + jnp.einsum("jmn,nd->jmd", rho_JMN, b_ND))
+    return jnp.einsum("j,jm,d->jmd", signs_J, gamma_JM, b0_D) + jnp.einsum(
+        "jmn,nd->jmd", rho_JMN, b_ND
+    )

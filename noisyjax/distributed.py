@@ -13,11 +13,15 @@ import jax
 import numpy as np
 
 
-def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None) -> None:
+def initialize(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> None:
     """`jax.distributed.initialize`; with no arguments JAX detects TPU pods and known clusters."""
-    jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=num_processes, process_id=process_id)
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
+    )
 
 
 def shutdown() -> None:
@@ -34,12 +38,12 @@ def broadcast(x: np.ndarray) -> np.ndarray:
     return np.asarray(multihost_utils.broadcast_one_to_all(x))
 
 
-def share(plan, todo: np.ndarray, run: Callable, timing) -> Iterator[tuple[np.ndarray, dict]]:
-    """Yield every chunk's (runs, metrics); each process computes its own share of the chunks.
+def share(plan, todo: np.ndarray, run: Callable, timing) -> Iterator[tuple]:
+    """Yield every chunk's (runs, metrics, snapshots); each process computes its own share.
 
     With P processes, process p takes every P-th chunk of each bucket (cut the same way on every
     process). Chunks are exchanged in rounds: in each round every process contributes its next
-    chunk, or a placeholder with run index -1 when it has none left, padded to the largest chunk
+    chunk, or a placeholder with run index -1 when it has none left, padded to the bucket's chunk
     size, and `process_allgather` hands all of them to every process.
     """
     count, index = jax.process_count(), jax.process_index()
@@ -48,49 +52,49 @@ def share(plan, todo: np.ndarray, run: Callable, timing) -> Iterator[tuple[np.nd
         return
     from jax.experimental import multihost_utils
 
-    mine, rounds = [], 0
+    # Buckets differ in shapes: gather per bucket, so every payload of a round has one shape.
     for bucket in plan.buckets:
         runs = bucket.runs[np.isin(bucket.runs, todo)]
         chunks = [runs[i : i + bucket.chunk_runs] for i in range(0, len(runs), bucket.chunk_runs)]
-        mine.extend(chunks[index::count])
-        rounds += -(-len(chunks) // count)
-    width = max(b.chunk_runs for b in plan.buckets)
-    mine_todo = np.concatenate(mine) if mine else np.zeros(0, np.int64)
-    results = run(plan, mine_todo, timing=timing)
-    template = None
-    for _ in range(rounds):
-        item = next(results, None)
-        if item is not None:
-            runs_C, metrics = item
-            template = template or {k: (v.shape[1:], v.dtype) for k, v in metrics.items()}
-            payload = {"runs": _pad(runs_C.astype(np.int64), width, -1),
-                       **{k: _pad(v, width, 0) for k, v in metrics.items()}}
-        else:
-            template = template or plan_template(plan)
-            payload = {"runs": np.full(width, -1, np.int64),
-                       **{k: np.zeros((width,) + s, t) for k, (s, t) in template.items()}}
-        gathered = multihost_utils.process_allgather(payload)
-        for p in range(count):
-            keep = gathered["runs"][p] >= 0
-            if keep.any():
-                yield gathered["runs"][p][keep], {k: v[p][keep] for k, v in gathered.items()
-                                                  if k != "runs"}
+        mine = chunks[index::count]
+        results = run(plan, np.concatenate(mine) if mine else np.zeros(0, np.int64), timing=timing)
+        template = None
+        for _ in range(-(-len(chunks) // count)):
+            item = next(results, None)
+            if item is None:
+                template = template or chunk_template(plan, bucket)
+                item = (np.zeros(0, np.int64),) + template
+            runs_C, metrics, snapshots = item
+            if template is None:
+                template = jax.tree.map(
+                    lambda v: np.zeros((0,) + v.shape[1:], v.dtype), (metrics, snapshots)
+                )
+            width = bucket.chunk_runs
+            payload = {
+                "runs": _pad(runs_C.astype(np.int64), width, -1),
+                "data": jax.tree.map(lambda v, w=width: _pad(v, w, 0), (metrics, snapshots)),
+            }
+            gathered = multihost_utils.process_allgather(payload)
+            for p in range(count):
+                keep = gathered["runs"][p] >= 0
+                if keep.any():
+                    metrics_p, snapshots_p = jax.tree.map(
+                        lambda v, p=p, k=keep: v[p][k], gathered["data"]
+                    )
+                    yield gathered["runs"][p][keep], metrics_p, snapshots_p
 
 
 def _pad(x: np.ndarray, width: int, fill) -> np.ndarray:
     pad = [(0, width - x.shape[0])] + [(0, 0)] * (x.ndim - 1)
-    return np.pad(x, pad, constant_values=fill)
+    return np.pad(np.asarray(x), pad, constant_values=fill)
 
 
-def plan_template(plan) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Shapes and dtypes of one run's metrics, without running anything."""
-    from noisyjax.config import Sizes
-    from noisyjax.sweep import chunk_inputs
-    from noisyjax.train import make_train
+def chunk_template(plan, bucket) -> tuple[dict, dict]:
+    """Empty (0-run) metrics and snapshots of a bucket's chunk, without running anything."""
+    from noisyjax.sweep import chunk_inputs, make_chunk_fn
 
-    bucket = plan.buckets[0]
-    seeds, hp, sizes = chunk_inputs(plan.table, bucket.runs[:1], bucket.cfg, 1)
-    one = jax.tree.map(lambda a: a[0], (hp, sizes))
-    shapes = jax.eval_shape(lambda s, h, z: make_train(bucket.cfg)(jax.random.key(s), h, z)[1],
-                            seeds[0], one[0], Sizes(*jax.tree.leaves(one[1])))
-    return {k: (v.shape, np.dtype(v.dtype)) for k, v in shapes.items()}
+    args = chunk_inputs(plan.table, bucket.runs[:1], bucket.cfg, bucket.vector_runs)
+    args = jax.tree.map(lambda a: a.reshape(1, -1), args)
+    fn = make_chunk_fn(bucket.cfg, jax.local_devices()[:1], bucket.vector_runs)
+    shapes = jax.eval_shape(fn, *args)
+    return jax.tree.map(lambda v: np.zeros((0,) + v.shape[2:], v.dtype), shapes)

@@ -63,8 +63,11 @@ def parse_values(name: str, spec: str) -> tuple[float | int, ...]:
                 num = int(parts[2])
                 if num < 1 or (kind == "log" and (start <= 0 or stop <= 0)):
                     raise ValueError
-                values = (np.linspace(start, stop, num) if kind == "lin"
-                          else np.geomspace(start, stop, num)).tolist()
+                values = (
+                    np.linspace(start, stop, num)
+                    if kind == "lin"
+                    else np.geomspace(start, stop, num)
+                ).tolist()
             else:
                 raise ValueError
         else:
@@ -132,9 +135,13 @@ class Sweep:
         return dataclasses.replace(self, axes=tuple(axes))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "cfg": dataclasses.asdict(self.cfg),
-                "hp": dataclasses.asdict(self.hp),
-                "axes": {a.name: list(a.values) for a in self.axes}, "seeds": self.seeds}
+        return {
+            "name": self.name,
+            "cfg": dataclasses.asdict(self.cfg),
+            "hp": dataclasses.asdict(self.hp),
+            "axes": {a.name: list(a.values) for a in self.axes},
+            "seeds": self.seeds,
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,8 +164,9 @@ def expand(sweep: Sweep) -> RunTable:
     columns: dict[str, np.ndarray] = {}
     base = dataclasses.asdict(sweep.hp) | {k: getattr(sweep.cfg, k) for k in SHAPE_AXES}
     for name, value in base.items():
-        columns[name] = np.full(len(grid), value, dtype=np.int64 if name in SHAPE_AXES
-                                else np.float64)
+        columns[name] = np.full(
+            len(grid), value, dtype=np.int64 if name in SHAPE_AXES else np.float64
+        )
     derived: dict[str, np.ndarray] = {}
     for k, axis in enumerate(sweep.axes):
         values = np.asarray(axis.values)[index[:, k]]
@@ -169,12 +177,16 @@ def expand(sweep: Sweep) -> RunTable:
     if "tau" in derived:
         columns["tau_plus"] = columns["tau_minus"] = derived["tau"]
     if "n_snr2" in derived:  # n ||mu||^2 / (sigma_p^2 d) = value
-        columns["mu_norm"] = np.sqrt(derived["n_snr2"] * columns["sigma_p"] ** 2
-                                     * columns["d"] / columns["n"])
+        columns["mu_norm"] = np.sqrt(
+            derived["n_snr2"] * columns["sigma_p"] ** 2 * columns["d"] / columns["n"]
+        )
     for field, low, high, open_low, open_high in HPARAM_RANGES:
         col = columns[field]
-        bad = ~np.isfinite(col) | (col <= low if open_low else col < low) | (
-            col >= high if open_high else col > high)
+        bad = (
+            ~np.isfinite(col)
+            | (col <= low if open_low else col < low)
+            | (col >= high if open_high else col > high)
+        )
         if bad.any():
             source = "tau" if field.startswith("tau_") and "tau" in derived else field
             source = "n_snr2" if field == "mu_norm" and "n_snr2" in derived else source
@@ -183,6 +195,8 @@ def expand(sweep: Sweep) -> RunTable:
         if name in [a.name for a in sweep.axes]:
             for value in np.unique(columns[name]):
                 sweep.cfg.replace(**{name: int(value)})  # shape-dependent checks (batch_size, ...)
-    return RunTable(seed=index[:, -1].astype(np.uint32),
-                    hp={f: columns[f] for f in HPARAM_FIELDS},
-                    shape={k: columns[k] for k in SHAPE_AXES})
+    return RunTable(
+        seed=index[:, -1].astype(np.uint32),
+        hp={f: columns[f] for f in HPARAM_FIELDS},
+        shape={k: columns[k] for k in SHAPE_AXES},
+    )

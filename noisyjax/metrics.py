@@ -19,11 +19,27 @@ from noisyjax.model import Params, apply, output, preactivations
 LOG2 = math.log(2.0)
 
 METRIC_NAMES = (
-    "step", "train_loss", "train_loss_clean", "train_loss_noisy", "train_acc",
-    "train_acc_clean", "train_acc_noisy", "train_acc_noisy_true", "test_err",
-    "test_err_noisy_labels", "gamma_max", "rho_bar_clean", "rho_bar_noisy", "rho_bar_clean_max",
-    "rho_bar_noisy_max", "rho_under_min", "frac_clean_below_log2", "frac_noisy_above_log2",
-    "loss_auroc", "grad_signal_norm", "grad_noise_norm",
+    "step",
+    "train_loss",
+    "train_loss_clean",
+    "train_loss_noisy",
+    "train_acc",
+    "train_acc_clean",
+    "train_acc_noisy",
+    "train_acc_noisy_true",
+    "test_err",
+    "test_err_noisy_labels",
+    "gamma_max",
+    "rho_bar_clean",
+    "rho_bar_noisy",
+    "rho_bar_clean_max",
+    "rho_bar_noisy_max",
+    "rho_under_min",
+    "frac_clean_below_log2",
+    "frac_noisy_above_log2",
+    "loss_auroc",
+    "grad_signal_norm",
+    "grad_noise_norm",
 )
 
 
@@ -41,7 +57,7 @@ def masked_max(v_N: jax.Array, sel_N: jax.Array) -> jax.Array:
 
 
 def auroc(score_N: jax.Array, positive_N: jax.Array, negative_N: jax.Array) -> jax.Array:
-    """P(score of a positive > score of a negative), ties counted 1/2 (Mann-Whitney); NaN if empty."""
+    """P(score of a positive > score of a negative), ties 1/2 (Mann-Whitney); NaN if empty."""
     pairs_NN = positive_N[:, None] & negative_N[None, :]
     diff_NN = score_N[:, None] - score_N[None, :]
     wins_NN = jnp.where(diff_NN > 0, 1.0, jnp.where(diff_NN == 0, 0.5, 0.0)).astype(score_N.dtype)
@@ -59,9 +75,17 @@ def test_errors(params: Params, test: Batch, cfg: Config) -> dict[str, jax.Array
     }
 
 
-def measure(params: Params, gamma_JM: jax.Array, rho_bar_JMN: jax.Array,
-            rho_under_JMN: jax.Array, train: Batch, test: Batch, geom: Geometry, cfg: Config,
-            hp: HParams) -> dict[str, jax.Array]:
+def measure(
+    params: Params,
+    gamma_JM: jax.Array,
+    rho_bar_JMN: jax.Array,
+    rho_under_JMN: jax.Array,
+    train: Batch,
+    test: Batch,
+    geom: Geometry,
+    cfg: Config,
+    hp: HParams,
+) -> dict[str, jax.Array]:
     """Every per-step metric of SCIENCE.md section 4 for one run (the `step` entry is added later).
 
     grad_*_norm are the norms of the full-batch GD step (observed labels, step eta) taken from
@@ -77,8 +101,9 @@ def measure(params: Params, gamma_JM: jax.Array, rho_bar_JMN: jax.Array,
     rho_bar_JN = jnp.max(rho_bar_JMN, axis=1)
     own_N = jnp.where(train.y_obs > 0, rho_bar_JN[0], rho_bar_JN[1])
     weight_N = train.mask.astype(z_N.dtype) / jnp.sum(train.mask).astype(z_N.dtype)
-    dgamma_JM, drho_JMN = exact_increments(pre_NPJM, train.y_obs, weight_N, train, geom, cfg,
-                                           jnp.asarray(hp.eta, z_N.dtype))
+    dgamma_JM, drho_JMN = exact_increments(
+        pre_NPJM, train.y_obs, weight_N, train, geom, cfg, jnp.asarray(hp.eta, z_N.dtype)
+    )
     grad_signal, grad_noise = step_norms(dgamma_JM, drho_JMN, geom)
     return {
         "train_loss": masked_mean(loss_N, train.mask),

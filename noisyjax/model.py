@@ -24,18 +24,24 @@ SIGNS_J = (1.0, -1.0)  # j for filter group 0 and 1
 def activation_pair(cfg: Config) -> tuple[Callable, Callable]:
     """(act, act') for the configured activation, with act'(0) = 0 (SCIENCE.md section 3)."""
     if cfg.activation == "relu":
-        return (lambda z: jnp.maximum(z, 0.0)), (lambda z: jnp.where(z > 0, 1.0, 0.0).astype(jnp.result_type(z)))
+        return (lambda z: jnp.maximum(z, 0.0)), (
+            lambda z: jnp.where(z > 0, 1.0, 0.0).astype(jnp.result_type(z))
+        )
     if cfg.activation == "relu_q":
         q = cfg.q
-        return (lambda z: jnp.maximum(z, 0.0) ** q,
-                lambda z: jnp.where(z > 0, q * jnp.maximum(z, 0.0) ** (q - 1.0), 0.0))
+        return (
+            lambda z: jnp.maximum(z, 0.0) ** q,
+            lambda z: jnp.where(z > 0, q * jnp.maximum(z, 0.0) ** (q - 1.0), 0.0),
+        )
     slope = cfg.leaky_slope
-    return (lambda z: jnp.where(z > 0, z, slope * z),
-            lambda z: jnp.where(z > 0, 1.0, jnp.where(z < 0, slope, 0.0)).astype(jnp.result_type(z)))
+    return (
+        lambda z: jnp.where(z > 0, z, slope * z),
+        lambda z: jnp.where(z > 0, 1.0, jnp.where(z < 0, slope, 0.0)).astype(jnp.result_type(z)),
+    )
 
 
 def activation(cfg: Config) -> Callable[[jax.Array], jax.Array]:
-    """The activation as a function whose autodiff derivative is exactly `activation_pair`'s act'."""
+    """The activation, with autodiff derivative exactly the act' of `activation_pair`."""
     act, act_prime = activation_pair(cfg)
 
     @jax.custom_jvp
@@ -50,8 +56,9 @@ def activation(cfg: Config) -> Callable[[jax.Array], jax.Array]:
     return f
 
 
-def init_params(key: jax.Array, cfg: Config, hp: HParams | None = None,
-                sizes: Sizes | None = None) -> Params:
+def init_params(
+    key: jax.Array, cfg: Config, hp: HParams | None = None, sizes: Sizes | None = None
+) -> Params:
     """w_{j,r} ~ N(0, sigma_0^2 I_d), each filter from its own key so padding over m, d is exact."""
     hp = HParams() if hp is None else hp
     sizes = Sizes.full(cfg) if sizes is None else sizes

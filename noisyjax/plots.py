@@ -10,16 +10,23 @@ import xarray as xr
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from noisyjax.analysis import seed_summary
-
 # Figures are built on matplotlib.figure.Figure directly: no pyplot state, no backend switch,
 # so importing noisyjax never changes a notebook's inline plotting.
 Overlay = Callable[[Axes, np.ndarray, np.ndarray], None]
 
 
-def heatmap(da: xr.DataArray, x: str, y: str, path: Path, *, title: str = "",
-            overlay: Overlay | None = None, vmin: float | None = None,
-            vmax: float | None = None, cmap: str = "viridis") -> Path:
+def heatmap(
+    da: xr.DataArray,
+    x: str,
+    y: str,
+    path: Path,
+    *,
+    title: str = "",
+    overlay: Overlay | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    cmap: str = "viridis",
+) -> Path:
     """Mean over seeds (and any other remaining axis) on an x-y grid, seed spread in the title.
 
     Cells are drawn at their axis values; log-spaced axes get a log scale.
@@ -32,10 +39,11 @@ def heatmap(da: xr.DataArray, x: str, y: str, path: Path, *, title: str = "",
     xs, ys = np.asarray(da[x].values, float), np.asarray(da[y].values, float)
     fig = Figure(figsize=(6.4, 4.8), layout="constrained")
     ax = fig.subplots()
-    mesh = ax.pcolormesh(_edges(xs), _edges(ys), mean.values, cmap=cmap, vmin=vmin, vmax=vmax,
-                         shading="flat")
+    mesh = ax.pcolormesh(
+        _edges(xs), _edges(ys), mean.values, cmap=cmap, vmin=vmin, vmax=vmax, shading="flat"
+    )
     fig.colorbar(mesh, ax=ax, label=da.name or "")
-    for axis, values, setter in ((ax.xaxis, xs, ax.set_xscale), (ax.yaxis, ys, ax.set_yscale)):
+    for _axis, values, setter in ((ax.xaxis, xs, ax.set_xscale), (ax.yaxis, ys, ax.set_yscale)):
         if _is_log(values):
             setter("log")
     if overlay is not None:
@@ -49,16 +57,16 @@ def heatmap(da: xr.DataArray, x: str, y: str, path: Path, *, title: str = "",
     return path
 
 
-def trajectories(run: xr.Dataset, path: Path, *, title: str = "",
-                 stage_steps: dict[str, float] | None = None) -> Path:
+def trajectories(
+    run: xr.Dataset, path: Path, *, title: str = "", stage_steps: dict[str, float] | None = None
+) -> Path:
     """The paper's synthetic figure for one run: coefficients (top) and accuracies (bottom)."""
     step = run["step"].values
     fig = Figure(figsize=(6.4, 6.4), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True)
     top.plot(step, run["gamma_max"], label=r"$\max_{j,r}\ \gamma_{j,r}$", color="C0")
     top.plot(step, run["rho_bar_clean"], label=r"$\bar\rho$ clean (mean of $\max_r$)", color="C2")
-    top.plot(step, run["rho_bar_noisy"], label=r"$\bar\rho$ flipped (mean of $\max_r$)",
-             color="C3")
+    top.plot(step, run["rho_bar_noisy"], label=r"$\bar\rho$ flipped (mean of $\max_r$)", color="C3")
     top.set_ylabel("coefficient")
     top.legend(fontsize=8)
     bottom.plot(step, run["train_acc"], label="train (all)", color="k")
@@ -73,12 +81,19 @@ def trajectories(run: xr.Dataset, path: Path, *, title: str = "",
         if np.isfinite(t):
             for ax in (top, bottom):
                 ax.axvline(t, color="gray", ls="--", lw=1)
-            top.annotate(name, (t, 1), xycoords=("data", "axes fraction"), fontsize=8,
-                         ha="left", va="top")
+            top.annotate(
+                name, (t, 1), xycoords=("data", "axes fraction"), fontsize=8, ha="left", va="top"
+            )
     if title:
         top.set_title(title, fontsize=10)
     fig.savefig(path, dpi=120)
     return path
+
+
+def seed_summary(da: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+    """Mean and standard deviation over seeds, ignoring NaN (e.g. no flipped sample)."""
+    with np.errstate(all="ignore"):
+        return da.mean("seed", skipna=True), da.std("seed", skipna=True)
 
 
 def _is_log(values: np.ndarray) -> bool:
@@ -91,7 +106,7 @@ def _is_log(values: np.ndarray) -> bool:
 def _edges(values: np.ndarray) -> np.ndarray:
     """Cell edges around sorted centres (geometric midpoints on log axes)."""
     if len(values) == 1:
-        return np.array([values[0] * 0.9, values[0] * 1.1]) if values[0] else np.array([-.5, .5])
+        return np.array([values[0] * 0.9, values[0] * 1.1]) if values[0] else np.array([-0.5, 0.5])
     if _is_log(values):
         logs = np.log(values)
         mids = (logs[1:] + logs[:-1]) / 2

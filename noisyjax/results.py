@@ -55,18 +55,22 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def write_chunk(out: Path, runs_C: np.ndarray, metrics: dict[str, np.ndarray],
-                print_: str) -> Path:
+def write_chunk(out: Path, runs_C: np.ndarray, metrics: dict[str, np.ndarray], print_: str) -> Path:
     """Save one chunk's metrics with its run indices and the sweep fingerprint."""
     path = out / CHUNK_DIR / f"runs-{int(runs_C[0]):08d}-{len(runs_C):06d}.npz"
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, __runs__=runs_C, __fingerprint__=np.asarray(print_),
-                 **{f"m_{k}": v for k, v in metrics.items()})
+        np.savez(
+            fh,
+            __runs__=runs_C,
+            __fingerprint__=np.asarray(print_),
+            **{f"m_{k}": v for k, v in metrics.items()},
+        )
     return path
 
 
-def read_chunks(out: Path, print_: str, n_runs: int
-                ) -> tuple[np.ndarray, dict[str, np.ndarray], list[Path]]:
+def read_chunks(
+    out: Path, print_: str, n_runs: int
+) -> tuple[np.ndarray, dict[str, np.ndarray], list[Path]]:
     """Load every valid chunk: (done mask (R,), metrics by run, invalid files found)."""
     done = np.zeros(n_runs, bool)
     store: dict[str, np.ndarray] = {}
@@ -92,8 +96,9 @@ def read_chunks(out: Path, print_: str, n_runs: int
     return done, store, bad
 
 
-def to_dataset(sweep: Sweep, table: RunTable, metrics: dict[str, np.ndarray],
-               attrs: dict[str, Any]) -> xr.Dataset:
+def to_dataset(
+    sweep: Sweep, table: RunTable, metrics: dict[str, np.ndarray], attrs: dict[str, Any]
+) -> xr.Dataset:
     """Label the runs: one dimension per axis plus `seed`, and `step` for trajectories."""
     dims = sweep.dims
     shape = sweep.shape
@@ -116,8 +121,9 @@ def to_dataset(sweep: Sweep, table: RunTable, metrics: dict[str, np.ndarray],
         if name not in ds.coords:
             ds = ds.assign_coords({name: (dims, column.reshape(shape))})
     # netCDF attributes hold strings and numbers only: everything else is stored as JSON.
-    ds.attrs.update({k: v if isinstance(v, str) else json.dumps(v, default=str)
-                     for k, v in attrs.items()})
+    ds.attrs.update(
+        {k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in attrs.items()}
+    )
     return ds
 
 
@@ -130,6 +136,8 @@ def load_sweep(directory: str | os.PathLike) -> xr.Dataset:
     """The labelled results of a finished sweep directory."""
     path = Path(directory) / RESULTS
     if not path.is_file():
-        raise SweepDirError(f"sweep directory {str(directory)!r} has no {RESULTS}: allowed a "
-                            "directory written by a finished `python -m sweeps.grid`")
+        raise SweepDirError(
+            f"sweep directory {str(directory)!r} has no {RESULTS}: allowed a "
+            "directory written by a finished `python -m sweeps.grid`"
+        )
     return xr.load_dataset(path, engine="h5netcdf")

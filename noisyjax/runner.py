@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from noisyjax import distributed
+from noisyjax import checkpoints, distributed
 from noisyjax.grid import Sweep
 from noisyjax.results import (
     CHUNK_DIR,
@@ -39,8 +39,18 @@ from noisyjax.results import (
 from noisyjax.sweep import Plan, Timing, run_chunks
 
 Figures = Callable[[xr.Dataset, Path], list[Path]]
-PACKAGES = ("jax", "jaxlib", "optax", "flax", "chex", "orbax-checkpoint", "numpy", "xarray",
-            "h5netcdf", "noisyjax")
+PACKAGES = (
+    "jax",
+    "jaxlib",
+    "optax",
+    "flax",
+    "chex",
+    "orbax-checkpoint",
+    "numpy",
+    "xarray",
+    "h5netcdf",
+    "noisyjax",
+)
 
 
 def check_out_dir(out: Path, *, resume: bool, print_: str) -> None:
@@ -50,8 +60,10 @@ def check_out_dir(out: Path, *, resume: bool, print_: str) -> None:
     if resume:
         config = out / CONFIG
         if not config.is_file():
-            raise SweepDirError(f"--resume {str(out)!r} has no {CONFIG}: allowed the directory "
-                                "of an interrupted sweep")
+            raise SweepDirError(
+                f"--resume {str(out)!r} has no {CONFIG}: allowed the directory "
+                "of an interrupted sweep"
+            )
         import json
 
         try:
@@ -59,19 +71,25 @@ def check_out_dir(out: Path, *, resume: bool, print_: str) -> None:
         except (ValueError, KeyError) as err:
             raise SweepDirError(f"--resume {str(out)!r}: {CONFIG} is unreadable ({err})") from None
         if previous != print_:
-            raise SweepDirError(f"--resume {str(out)!r} was written by a different sweep "
-                                f"(fingerprint {previous} != {print_}): allowed the same preset, "
-                                "settings and axes")
+            raise SweepDirError(
+                f"--resume {str(out)!r} was written by a different sweep "
+                f"(fingerprint {previous} != {print_}): allowed the same preset, "
+                "settings and axes"
+            )
         return
     if out.exists() and any(out.iterdir()):
-        raise SweepDirError(f"--out {str(out)!r} exists and is not empty: allowed a new "
-                            "directory, or --resume to finish that sweep")
+        raise SweepDirError(
+            f"--out {str(out)!r} exists and is not empty: allowed a new "
+            "directory, or --resume to finish that sweep"
+        )
     ancestor = out
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-        raise SweepDirError(f"--out {str(out)!r} is not writable ({str(ancestor)!r} is not a "
-                            "writable directory): allowed a writable path")
+        raise SweepDirError(
+            f"--out {str(out)!r} is not writable ({str(ancestor)!r} is not a "
+            "writable directory): allowed a writable path"
+        )
 
 
 def environment() -> dict[str, Any]:
@@ -84,17 +102,26 @@ def environment() -> dict[str, Any]:
             versions[name] = None
     devices = jax.devices()
     return {
-        "versions": versions, "python": platform.python_version(),
-        "backend": jax.default_backend(), "device_kind": devices[0].device_kind,
-        "device_count": len(devices), "local_device_count": jax.local_device_count(),
+        "versions": versions,
+        "python": platform.python_version(),
+        "backend": jax.default_backend(),
+        "device_kind": devices[0].device_kind,
+        "device_count": len(devices),
+        "local_device_count": jax.local_device_count(),
         "process_count": jax.process_count(),
         "matmul_precision": str(jax.config.jax_default_matmul_precision or "default"),
         "x64": bool(jax.config.jax_enable_x64),
     }
 
 
-def run_sweep(plan: Plan, out: Path, *, resume: bool = False, figures: Figures | None = None,
-              progress: bool = True) -> xr.Dataset:
+def run_sweep(
+    plan: Plan,
+    out: Path,
+    *,
+    resume: bool = False,
+    figures: Figures | None = None,
+    progress: bool = True,
+) -> xr.Dataset:
     """Run every chunk of `plan` that `out` does not hold yet, then write results and figures.
 
     In a multi-process run every process calls this; each runs its share of the chunks and
@@ -106,40 +133,92 @@ def run_sweep(plan: Plan, out: Path, *, resume: bool = False, figures: Figures |
     if lead:
         check_out_dir(out, resume=resume, print_=print_)
         (out / CHUNK_DIR).mkdir(parents=True, exist_ok=True)
-    header = {"fingerprint": print_, "sweep": sweep.to_dict(), "plan": plan.summary(),
-              "environment": environment(), "status": "running",
-              "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    header = {
+        "fingerprint": print_,
+        "sweep": sweep.to_dict(),
+        "plan": plan.summary(),
+        "environment": environment(),
+        "status": "running",
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
     done = np.zeros(table.n_runs, bool)
+    mngr = checkpoints.manager(out) if lead else None
     if lead:
         if resume:
-            done, _, bad = read_chunks(out, print_, table.n_runs)
-            for path in bad:  # unreadable or foreign chunks are redone, never trusted
-                path.unlink()
+            done = consistent_chunks(out, print_, table.n_runs, mngr)
         write_json(out / CONFIG, header)
     done = distributed.broadcast(done)
     todo = np.flatnonzero(~done)
     timing = Timing()
-    with tqdm(total=len(todo), unit="run", desc=sweep.name, disable=not (progress and lead),
-              dynamic_ncols=True) as bar:
-        for runs_C, metrics in distributed.share(plan, todo, run_chunks, timing):
+    with tqdm(
+        total=len(todo),
+        unit="run",
+        desc=sweep.name,
+        disable=not (progress and lead),
+        dynamic_ncols=True,
+    ) as bar:
+        for runs_C, metrics, snapshots in distributed.share(plan, todo, run_chunks, timing):
             if lead:
+                checkpoints.save_chunk(mngr, runs_C, snapshots, chunk_meta(plan, runs_C, metrics))
                 write_chunk(out, runs_C, metrics, print_)
             bar.update(len(runs_C))
     if not lead:
         return xr.Dataset()
-    done, metrics, bad = read_chunks(out, print_, table.n_runs)
-    if bad or not done.all():
-        raise SweepDirError(f"sweep {str(out)!r} is missing {int((~done).sum())} runs after "
-                            "running: rerun with --resume")
-    header.update(status="complete", timing={"compile_s": timing.compile_s,
-                                             "run_s": timing.run_s})
-    ds = to_dataset(sweep, table, metrics, {"fingerprint": print_, "sweep": sweep.to_dict(),
-                                           **header["environment"]})
+    mngr.wait_until_finished()  # every snapshot is on disk before results are declared
+    done = consistent_chunks(out, print_, table.n_runs, mngr)
+    mngr.close()
+    _, metrics, _ = read_chunks(out, print_, table.n_runs)
+    if not done.all():
+        raise SweepDirError(
+            f"sweep {str(out)!r} is missing {int((~done).sum())} runs after "
+            "running: rerun with --resume"
+        )
+    header.update(status="complete", timing={"compile_s": timing.compile_s, "run_s": timing.run_s})
+    ds = to_dataset(
+        sweep,
+        table,
+        metrics,
+        {"fingerprint": print_, "sweep": sweep.to_dict(), **header["environment"]},
+    )
     write_dataset(ds, out / RESULTS)
     if figures is not None:
         header["figures"] = [p.name for p in figures(ds, out)]
     write_json(out / CONFIG, header)
     return ds
+
+
+def consistent_chunks(out: Path, print_: str, n_runs: int, mngr) -> np.ndarray:
+    """Runs whose chunk file and stage checkpoint are both complete; remove the rest.
+
+    A chunk file without its checkpoint (or the reverse, or a corrupt file) is redone, never
+    trusted, so a sweep killed at any point resumes to the same results and checkpoints.
+    """
+    done, _, bad = read_chunks(out, print_, n_runs)
+    for path in bad:
+        path.unlink()
+    saved = checkpoints.saved_runs(mngr)
+    for step, runs in saved.items():
+        if not done[runs].all():
+            mngr.delete(step)
+    covered = np.zeros(n_runs, bool)
+    for runs in checkpoints.saved_runs(mngr).values():
+        covered[runs] = True
+    for path in sorted((out / CHUNK_DIR).glob("runs-*.npz")):
+        with np.load(path) as z:
+            runs = z["__runs__"]
+        if not covered[runs].all():
+            path.unlink()
+    return done & covered
+
+
+def chunk_meta(plan: Plan, runs_C: np.ndarray, metrics: dict[str, np.ndarray]) -> dict:
+    """Grid coordinates and stage times of a chunk's runs, stored beside its snapshots."""
+    sweep, table = plan.sweep, plan.table
+    cells = np.unravel_index(runs_C, sweep.shape)
+    coords = {axis.name: [axis.values[i] for i in cells[k]] for k, axis in enumerate(sweep.axes)}
+    coords["seed"] = [int(table.seed[r]) for r in runs_C]
+    times = {t: [int(v) for v in metrics[t]] for t in ("t1", "t2", "t_best", "t_cross")}
+    return {"coords": coords, "stage_times": times}
 
 
 def default_out(sweep: Sweep, root: Path = Path("checkpoints")) -> Path:

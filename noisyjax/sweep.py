@@ -29,6 +29,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from noisyjax.config import HPARAM_FIELDS, Config, ConfigError, HParams, Sizes
 from noisyjax.grid import RunTable, Sweep, expand
 from noisyjax.metrics import METRIC_NAMES
+from noisyjax.stages import Snapshot, snapshot_of
 from noisyjax.train import make_train
 
 SAFETY = 2.0  # headroom over the counted tensors in `bytes_per_run`
@@ -48,8 +49,9 @@ class Bucket:
 
     @property
     def chunks(self) -> list[np.ndarray]:
-        return [self.runs[i : i + self.chunk_runs]
-                for i in range(0, len(self.runs), self.chunk_runs)]
+        return [
+            self.runs[i : i + self.chunk_runs] for i in range(0, len(self.runs), self.chunk_runs)
+        ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,13 +70,26 @@ class Plan:
 
     def summary(self) -> dict:
         return {
-            "runs": self.table.n_runs, "chunks": self.n_chunks, "devices": self.n_devices,
+            "runs": self.table.n_runs,
+            "chunks": self.n_chunks,
+            "devices": self.n_devices,
             "max_memory_bytes": self.max_memory,
-            "buckets": [{"n": b.cfg.n, "d": b.cfg.d, "m": b.cfg.m, "runs": len(b.runs),
-                         "chunk_runs": b.chunk_runs, "vector_runs": b.vector_runs,
-                         "chunks": len(b.chunks), "bytes_per_run": b.bytes_per_run,
-                         "bytes_per_chunk": b.bytes_per_run * b.vector_runs * self.n_devices}
-                        for b in self.buckets],
+            "buckets": [
+                {
+                    "n": b.cfg.n,
+                    "d": b.cfg.d,
+                    "m": b.cfg.m,
+                    "runs": len(b.runs),
+                    "chunk_runs": b.chunk_runs,
+                    "vector_runs": b.vector_runs,
+                    "chunks": len(b.chunks),
+                    "bytes_per_run": b.bytes_per_run,
+                    "bytes_per_chunk": b.bytes_per_run * b.vector_runs * self.n_devices,
+                    "snapshot_bytes": snapshot_bytes(b.cfg) * len(b.runs),
+                }
+                for b in self.buckets
+            ],
+            "snapshot_bytes": sum(snapshot_bytes(b.cfg) * len(b.runs) for b in self.buckets),
         }
 
 
@@ -85,11 +100,19 @@ def bytes_per_run(cfg: Config) -> int:
         3 * (n + nt) * 2 * d  # train and test patches, plus sampling temporaries
         + (10 if cfg.optimizer == "adam" else 6) * 2 * m * d  # w, grads, updates, moments
         + 8 * (n + nt) * 2 * 2 * m  # pre-activations and their derivatives
-        + 6 * 2 * m * n + 3 * n * n  # gamma/rho bookkeeping, noise Gram matrix
+        + 6 * 2 * m * n
+        + 3 * n * n  # gamma/rho bookkeeping, noise Gram matrix
         + (0 if cfg.exact_recursion else (n + 1) * (d + 2 * (n + 1)))  # projection basis
         + cfg.n_logs * (len(METRIC_NAMES) + 4)
+        + 2 * (len(cfg.snapshot_stages) + 1) * 2 * m * (d + 2 * n)  # snapshots, in and out
     )
     return int(SAFETY * floats * jnp.dtype(cfg.dtype).itemsize)
+
+
+def snapshot_bytes(cfg: Config) -> int:
+    """Bytes one run's stage snapshots take on disk (before compression)."""
+    per_stage = 2 * cfg.m * (cfg.d + 1 + 2 * cfg.n) + 1
+    return len(cfg.snapshot_stages) * per_stage * jnp.dtype(cfg.dtype).itemsize
 
 
 def default_max_memory(devices: list[jax.Device]) -> int:
@@ -105,9 +128,15 @@ def default_max_memory(devices: list[jax.Device]) -> int:
     return int(min(host // 4, 8 << 30))
 
 
-def plan(sweep: Sweep, *, devices: list[jax.Device] | None = None, max_memory: int | None = None,
-         chunk_runs: int | None = None, vector_runs: int | None = None,
-         min_chunks: int = 4) -> Plan:
+def plan(
+    sweep: Sweep,
+    *,
+    devices: list[jax.Device] | None = None,
+    max_memory: int | None = None,
+    chunk_runs: int | None = None,
+    vector_runs: int | None = None,
+    min_chunks: int = 4,
+) -> Plan:
     """Expand the grid and decide buckets, vector width and chunk sizes (nothing is compiled).
 
     A bucket holds the runs of one m; n and d are padded to the bucket's largest values. The
@@ -129,8 +158,9 @@ def plan(sweep: Sweep, *, devices: list[jax.Device] | None = None, max_memory: i
     buckets = []
     for m in np.unique(table.shape["m"]):
         runs = np.flatnonzero(table.shape["m"] == m)
-        cfg = sweep.cfg.replace(m=int(m), n=int(table.shape["n"][runs].max()),
-                                d=int(table.shape["d"][runs].max()))
+        cfg = sweep.cfg.replace(
+            m=int(m), n=int(table.shape["n"][runs].max()), d=int(table.shape["d"][runs].max())
+        )
         per_run = bytes_per_run(cfg)
         width = vector_runs or int(max(1, min(default_width, budget // (per_run * n_dev))))
         step = n_dev * width
@@ -140,15 +170,22 @@ def plan(sweep: Sweep, *, devices: list[jax.Device] | None = None, max_memory: i
     return Plan(sweep, table, tuple(buckets), n_dev, int(budget))
 
 
-def chunk_inputs(table: RunTable, runs_C: np.ndarray, cfg: Config, size: int
-                 ) -> tuple[np.ndarray, HParams, Sizes]:
+def chunk_inputs(
+    table: RunTable, runs_C: np.ndarray, cfg: Config, size: int
+) -> tuple[np.ndarray, HParams, Sizes]:
     """Seeds, hyperparameters and active sizes of a chunk, padded to `size` by repeating a run."""
     padded = np.concatenate([runs_C, np.full(size - len(runs_C), runs_C[0])])
     dtype = np.dtype(cfg.dtype)
     hp = HParams(**{f: table.hp[f][padded].astype(dtype) for f in HPARAM_FIELDS})
-    sizes = Sizes(n=table.shape["n"][padded].astype(np.int32),
-                  d=table.shape["d"][padded].astype(np.int32))
+    sizes = Sizes(
+        n=table.shape["n"][padded].astype(np.int32), d=table.shape["d"][padded].astype(np.int32)
+    )
     return table.seed[padded], hp, sizes
+
+
+def run_sharding(devices: list[jax.Device]) -> NamedSharding:
+    """The chunk layout's sharding: leading (device) axis split over `devices`."""
+    return NamedSharding(Mesh(np.asarray(devices), ("devices",)), PartitionSpec("devices"))
 
 
 def make_chunk_fn(cfg: Config, devices: list[jax.Device], vector_runs: int) -> Callable:
@@ -156,14 +193,19 @@ def make_chunk_fn(cfg: Config, devices: list[jax.Device], vector_runs: int) -> C
     `vector_runs` vmapped runs mapped one after another on each device."""
     train = make_train(cfg)
 
-    def one(seed: jax.Array, hp: HParams, sizes: Sizes) -> dict[str, jax.Array]:
-        _, metrics = train(jax.random.key(seed), hp, sizes)
-        return metrics
+    def one(
+        seed: jax.Array, hp: HParams, sizes: Sizes
+    ) -> tuple[dict[str, jax.Array], dict[str, Snapshot]]:
+        state, metrics = train(jax.random.key(seed), hp, sizes)
+        snapshots = {name: snap for name, snap in state.stages.snapshots.items()}
+        if "final" in cfg.snapshot_stages:
+            snapshots["final"] = snapshot_of(state)
+        return metrics, snapshots
 
     def per_device(seed, hp, sizes):
         return jax.lax.map(lambda a: one(*a), (seed, hp, sizes), batch_size=vector_runs)
 
-    sharding = NamedSharding(Mesh(np.asarray(devices), ("devices",)), PartitionSpec("devices"))
+    sharding = run_sharding(devices)
     return jax.jit(jax.vmap(per_device), in_shardings=sharding, out_shardings=sharding)
 
 
@@ -173,9 +215,17 @@ class Timing:
     run_s: float = 0.0
 
 
-def run_chunks(plan_: Plan, todo: np.ndarray, *, devices: list[jax.Device] | None = None,
-               timing: Timing | None = None) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """Yield (run indices, metrics as NumPy arrays) for every chunk holding a run in `todo`.
+Chunk = tuple[np.ndarray, dict[str, np.ndarray], dict[str, Snapshot]]
+
+
+def run_chunks(
+    plan_: Plan,
+    todo: np.ndarray,
+    *,
+    devices: list[jax.Device] | None = None,
+    timing: Timing | None = None,
+) -> Iterator[Chunk]:
+    """Yield (run indices, metrics, snapshots), as NumPy arrays, for the chunks of `todo`.
 
     Chunks are cut from the runs still to do, so a resumed sweep compiles the same programs.
     """
@@ -186,11 +236,16 @@ def run_chunks(plan_: Plan, todo: np.ndarray, *, devices: list[jax.Device] | Non
         if not len(runs):
             continue
         fn = make_chunk_fn(bucket.cfg, devices, bucket.vector_runs)
+        sharding = run_sharding(devices)
         compiled = None
         for start in range(0, len(runs), bucket.chunk_runs):
             runs_C = runs[start : start + bucket.chunk_runs]
-            args = jax.tree.map(lambda a: a.reshape(len(devices), -1),
-                                chunk_inputs(plan_.table, runs_C, bucket.cfg, bucket.chunk_runs))
+            args = jax.tree.map(
+                lambda a: a.reshape(len(devices), -1),
+                chunk_inputs(plan_.table, runs_C, bucket.cfg, bucket.chunk_runs),
+            )
+            # Placed explicitly: with several processes JAX refuses to shard host arrays itself.
+            args = jax.device_put(args, sharding)
             if compiled is None:
                 t0 = time.perf_counter()
                 compiled = fn.lower(*args).compile()
@@ -198,5 +253,8 @@ def run_chunks(plan_: Plan, todo: np.ndarray, *, devices: list[jax.Device] | Non
             t0 = time.perf_counter()
             out = jax.device_get(compiled(*args))
             timing.run_s += time.perf_counter() - t0
-            yield runs_C, {k: np.asarray(v).reshape((-1,) + v.shape[2:])[: len(runs_C)]
-                           for k, v in out.items()}
+            count = len(runs_C)
+            metrics, snapshots = jax.tree.map(
+                lambda v, c=count: np.asarray(v).reshape((-1,) + v.shape[2:])[:c], out
+            )
+            yield runs_C, metrics, snapshots

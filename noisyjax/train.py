@@ -16,9 +16,16 @@ import optax
 
 from noisyjax.config import Config, HParams, Sizes
 from noisyjax.data import Batch, realized_rates, sample
-from noisyjax.decomposition import Geometry, exact_increments, geometry, projected_increments
-from noisyjax.metrics import measure
-from noisyjax.model import Params, apply, init_params, preactivations
+from noisyjax.decomposition import (
+    Geometry,
+    exact_increments,
+    geometry,
+    projected_increments,
+    step_norms,
+)
+from noisyjax.metrics import measure, test_errors
+from noisyjax.model import Params, apply, init_params, output, preactivations
+from noisyjax.stages import Stages, init_stages, observe, summary
 
 Metrics = dict[str, jax.Array]
 
@@ -32,6 +39,7 @@ class TrainState(NamedTuple):
     rho_bar: jax.Array  # (J, M, N): accumulated non-negative increments
     rho_under: jax.Array  # (J, M, N): accumulated non-positive increments
     step: jax.Array  # () int32
+    stages: Stages | None = None  # transition times, probes and snapshots
 
     @property
     def rho(self) -> jax.Array:
@@ -43,8 +51,9 @@ def optimizer(cfg: Config, eta: jax.Array) -> optax.GradientTransformation:
     return optax.adam(eta) if cfg.optimizer == "adam" else optax.sgd(eta)
 
 
-def step_labels_and_weights(key: jax.Array, train: Batch, cfg: Config,
-                            hp: HParams) -> tuple[jax.Array, jax.Array]:
+def step_labels_and_weights(
+    key: jax.Array, train: Batch, cfg: Config, hp: HParams
+) -> tuple[jax.Array, jax.Array]:
     """Labels this step trains on and per-sample loss weights (1/n, or 1/B on a minibatch)."""
     k_relabel, k_batch = jax.random.split(key)
     labels_N = train.y_obs
@@ -59,11 +68,34 @@ def step_labels_and_weights(key: jax.Array, train: Batch, cfg: Config,
     return labels_N, (rank_N < cfg.batch_size).astype(dtype) / cfg.batch_size
 
 
-def train_step(state: TrainState, key: jax.Array, train: Batch, geom: Geometry, cfg: Config,
-               hp: HParams, opt: optax.GradientTransformation) -> TrainState:
-    """One optimisation step with the coefficient bookkeeping of SCIENCE.md section 4."""
-    labels_N, weight_N = step_labels_and_weights(jax.random.fold_in(key, state.step), train,
-                                                 cfg, hp)
+def evaluated_test_err(state: TrainState, test: Batch, cfg: Config) -> jax.Array | None:
+    """True-label test error of W(t) on evaluation steps (every cfg.eval_every), else the last."""
+    if cfg.eval_every == 1:
+        return test_errors(state.params, test, cfg)["test_err"]
+    # The step counter is not batched under vmap, so this stays a real branch.
+    return jax.lax.cond(
+        state.step % cfg.eval_every == 0,
+        lambda: test_errors(state.params, test, cfg)["test_err"],
+        lambda: state.stages.test_err,
+    )
+
+
+def train_step(
+    state: TrainState,
+    key: jax.Array,
+    train: Batch,
+    test: Batch,
+    geom: Geometry,
+    cfg: Config,
+    hp: HParams,
+    opt: optax.GradientTransformation,
+) -> TrainState:
+    """One optimisation step with the coefficient bookkeeping of SCIENCE.md section 4, after
+    checking the stage transitions on the state it starts from (SCIENCE.md section 5)."""
+    labels_N, weight_N = step_labels_and_weights(
+        jax.random.fold_in(key, state.step), train, cfg, hp
+    )
+    pre_NPJM = preactivations(state.params, train.x)
 
     def loss_fn(params: Params) -> jax.Array:
         return jnp.sum(weight_N * jax.nn.softplus(-labels_N * apply(params, train.x, cfg)))
@@ -73,10 +105,18 @@ def train_step(state: TrainState, key: jax.Array, train: Batch, geom: Geometry, 
         updates, opt_state = opt.update(grads, state.opt_state, state.params)
     if cfg.exact_recursion:
         eta = jnp.asarray(hp.eta, labels_N.dtype)
-        dgamma_JM, drho_JMN = exact_increments(preactivations(state.params, train.x), labels_N,
-                                               weight_N, train, geom, cfg, eta)
+        dgamma_JM, drho_JMN = exact_increments(pre_NPJM, labels_N, weight_N, train, geom, cfg, eta)
     else:
         dgamma_JM, drho_JMN = projected_increments(updates["w"], geom)
+    signal, noise = step_norms(dgamma_JM, drho_JMN, geom)
+    stages = observe(
+        state.stages,
+        state,
+        train.y_obs * output(pre_NPJM, cfg),
+        evaluated_test_err(state, test, cfg),
+        noise > signal,
+        train,
+    )
     return TrainState(
         params=optax.apply_updates(state.params, updates),
         opt_state=opt_state,
@@ -84,15 +124,25 @@ def train_step(state: TrainState, key: jax.Array, train: Batch, geom: Geometry, 
         rho_bar=state.rho_bar + jnp.maximum(drho_JMN, 0.0),
         rho_under=state.rho_under + jnp.minimum(drho_JMN, 0.0),
         step=state.step + 1,
+        stages=stages,
     )
 
 
-def fit(params: Params, train: Batch, test: Batch, cfg: Config, hp: HParams, *,
-        key: jax.Array | None = None) -> tuple[TrainState, Metrics]:
+def fit(
+    params: Params,
+    train: Batch,
+    test: Batch,
+    cfg: Config,
+    hp: HParams,
+    *,
+    key: jax.Array | None = None,
+) -> tuple[TrainState, Metrics]:
     """Train `params` on `train` for cfg.steps steps, measuring every cfg.log_every steps.
 
-    Returns the final state and a dict of trajectories with leading axis cfg.n_logs (step 0
-    included). `key` drives minibatches and label-noise GD; plain GD ignores it.
+    Returns the final state (with its stage transitions and snapshots) and a dict of metrics:
+    trajectories with leading axis cfg.n_logs (step 0 included), and per-run scalars for the
+    stage transitions (`noisyjax.stages.summary`). `key` drives minibatches and label-noise GD;
+    plain GD ignores it.
     """
     key = jax.random.key(0) if key is None else key
     geom = geometry(train, cfg)
@@ -101,29 +151,54 @@ def fit(params: Params, train: Batch, test: Batch, cfg: Config, hp: HParams, *,
     zeros_JMN = jnp.zeros((2, cfg.m, train.x.shape[0]), w_JMD.dtype)
     with jax.numpy_dtype_promotion("standard"):
         opt_state = opt.init(params)
-    state0 = TrainState(params, opt_state, jnp.zeros((2, cfg.m), w_JMD.dtype), zeros_JMN,
-                        zeros_JMN, jnp.zeros((), jnp.int32))
+    state0 = TrainState(
+        params,
+        opt_state,
+        jnp.zeros((2, cfg.m), w_JMD.dtype),
+        zeros_JMN,
+        zeros_JMN,
+        jnp.zeros((), jnp.int32),
+    )
+    state0 = state0._replace(stages=init_stages(state0, cfg))
 
     def log_point(state: TrainState) -> Metrics:
-        return {"step": state.step, **measure(state.params, state.gamma, state.rho_bar,
-                                              state.rho_under, train, test, geom, cfg, hp)}
+        return {
+            "step": state.step,
+            **measure(
+                state.params,
+                state.gamma,
+                state.rho_bar,
+                state.rho_under,
+                train,
+                test,
+                geom,
+                cfg,
+                hp,
+            ),
+        }
 
     def block(state: TrainState, index: jax.Array) -> tuple[TrainState, Metrics]:
         # Block 0 takes no step, so step 0 is logged by the same (single) copy of `measure`.
         n_steps = jnp.where(index == 0, 0, cfg.log_every)
         state = jax.lax.fori_loop(
-            0, n_steps, lambda _, s: train_step(s, key, train, geom, cfg, hp, opt), state)
+            0, n_steps, lambda _, s: train_step(s, key, train, test, geom, cfg, hp, opt), state
+        )
         return state, log_point(state)
 
     state, metrics = jax.lax.scan(block, state0, jnp.arange(cfg.n_logs, dtype=jnp.int32))
-    return state, metrics
+    # The final state is checked too; no step is taken from it, so it has no t_cross.
+    z_N = train.y_obs * apply(state.params, train.x, cfg)
+    final_err = test_errors(state.params, test, cfg)["test_err"]
+    state = state._replace(stages=observe(state.stages, state, z_N, final_err, None, train))
+    return state, {**metrics, **summary(state.stages)}
 
 
 def make_train(cfg: Config) -> Callable[..., tuple[TrainState, Metrics]]:
     """Return the pure `train(key, hp, sizes=None)` of one static configuration."""
 
-    def train(key: jax.Array, hp: HParams, sizes: Sizes | None = None
-              ) -> tuple[TrainState, Metrics]:
+    def train(
+        key: jax.Array, hp: HParams, sizes: Sizes | None = None
+    ) -> tuple[TrainState, Metrics]:
         k_data, k_init, k_steps = jax.random.split(key, 3)
         train_set = sample(k_data, cfg, hp, split="train", sizes=sizes)
         test_set = sample(k_data, cfg, hp, split="test", sizes=sizes)

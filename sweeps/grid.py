@@ -15,12 +15,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import re
 import sys
 from pathlib import Path
 from typing import NoReturn
 
-from noisyjax.config import HPARAM_FIELDS, Config, ConfigError, HParams, fail
+from noisyjax.config import HPARAM_FIELDS, Config, ConfigError, fail
 from noisyjax.grid import Sweep, parse_axis
 
 EXIT_USAGE = 2
@@ -37,38 +38,99 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python -m sweeps.grid", description=__doc__.splitlines()[0],
-               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(
+        prog="python -m sweeps.grid",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--preset", default=None, help="preset name (default: the default preset)")
     p.add_argument("--list-presets", action="store_true", help="list presets and exit")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a Config or HParams field (tau sets tau_plus and tau_minus)")
-    p.add_argument("--axis", action="append", default=[], metavar="FIELD=SPEC",
-                   help="add or replace an axis: a,b,c | lin:A:B:N | log:A:B:N | range:A:B:STEP")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a Config or HParams field (tau sets tau_plus and tau_minus)",
+    )
+    p.add_argument(
+        "--axis",
+        action="append",
+        default=[],
+        metavar="FIELD=SPEC",
+        help="add or replace an axis: a,b,c | lin:A:B:N | log:A:B:N | range:A:B:STEP",
+    )
     p.add_argument("--seeds", type=int, default=None, help="seeds per grid cell")
-    p.add_argument("--out", type=Path, default=None,
-                   help="sweep directory (default checkpoints/<preset>-<timestamp>)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="sweep directory (default checkpoints/<preset>-<timestamp>)",
+    )
     p.add_argument("--resume", action="store_true", help="finish the sweep in --out")
     p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     p.add_argument("--engine", choices=("dense",), default=None, help="step engine")
-    p.add_argument("--max-memory", default=None, metavar="SIZE",
-                   help="memory budget per chunk, e.g. 2G or 512M (default: from the devices)")
-    p.add_argument("--chunk-runs", type=int, default=None, metavar="N",
-                   help="runs per chunk (overrides the memory budget)")
-    p.add_argument("--vector-runs", type=int, default=None, metavar="V",
-                   help="runs vectorized together inside a chunk (default: 8 on CPU, up to 256 "
-                        "on accelerators, lowered to fit the memory budget)")
-    p.add_argument("--distributed", action="store_true",
-                   help="multi-process run: call jax.distributed.initialize() first (no "
-                        "arguments needed on a TPU pod or a detected cluster)")
-    p.add_argument("--coordinator", default=None, metavar="HOST:PORT",
-                   help="with --distributed: coordinator address (process 0's host)")
-    p.add_argument("--num-processes", type=int, default=None, metavar="P",
-                   help="with --distributed: number of processes")
-    p.add_argument("--process-id", type=int, default=None, metavar="I",
-                   help="with --distributed: this process's index")
-    p.add_argument("--matmul-precision", default=None, choices=("default", "high", "highest"),
-                   help="jax_default_matmul_precision (default: highest on TPU)")
+    p.add_argument(
+        "--max-memory",
+        default=None,
+        metavar="SIZE",
+        help="memory budget per chunk, e.g. 2G or 512M (default: from the devices)",
+    )
+    p.add_argument(
+        "--chunk-runs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="runs per chunk (overrides the memory budget)",
+    )
+    p.add_argument(
+        "--vector-runs",
+        type=int,
+        default=None,
+        metavar="V",
+        help="runs vectorized together inside a chunk (default: 8 on CPU, up to 256 "
+        "on accelerators, lowered to fit the memory budget)",
+    )
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="multi-process run: call jax.distributed.initialize() first (no "
+        "arguments needed on a TPU pod or a detected cluster)",
+    )
+    p.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help="with --distributed: coordinator address (process 0's host)",
+    )
+    p.add_argument(
+        "--num-processes",
+        type=int,
+        default=None,
+        metavar="P",
+        help="with --distributed: number of processes",
+    )
+    p.add_argument(
+        "--process-id",
+        type=int,
+        default=None,
+        metavar="I",
+        help="with --distributed: this process's index",
+    )
+    p.add_argument(
+        "--matmul-precision",
+        default=None,
+        choices=("default", "high", "highest"),
+        help="jax_default_matmul_precision (default: highest on TPU)",
+    )
+    p.add_argument(
+        "--heatmap",
+        action="append",
+        default=[],
+        metavar="VAR[:X:Y]",
+        help="also draw a heatmap of a per-run variable (a stage time such as t1, a "
+        "transition metric such as t1_train_acc_noisy, or a trajectory's last "
+        "value) over axes X and Y (default: the first two axes)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -97,10 +159,15 @@ def apply_sets(sweep: Sweep, sets: list[str]) -> Sweep:
         elif field in CONFIG_FIELDS:
             cfg_changes[field] = _typed(field, raw, type(getattr(Config(), field)))
         else:
-            fail("--set", field, "a field of Config or HParams: "
-                 + ", ".join(CONFIG_FIELDS + HPARAM_FIELDS + ("tau",)))
-    return dataclasses.replace(sweep, cfg=sweep.cfg.replace(**cfg_changes),
-                               hp=sweep.hp.replace(**hp_changes))
+            fail(
+                "--set",
+                field,
+                "a field of Config or HParams: "
+                + ", ".join(CONFIG_FIELDS + HPARAM_FIELDS + ("tau",)),
+            )
+    return dataclasses.replace(
+        sweep, cfg=sweep.cfg.replace(**cfg_changes), hp=sweep.hp.replace(**hp_changes)
+    )
 
 
 def _number(field: str, raw: str) -> float:
@@ -111,6 +178,8 @@ def _number(field: str, raw: str) -> float:
 
 
 def _typed(field: str, raw: str, kind: type):
+    if kind is tuple:  # comma-separated names, e.g. snapshot_stages=t1,final
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
     if kind is bool:
         if raw.lower() not in ("true", "false", "1", "0"):
             fail(field, raw, "true or false")
@@ -121,6 +190,33 @@ def _typed(field: str, raw: str, kind: type):
         fail(field, raw, f"a value of type {kind.__name__}")
 
 
+def parse_heatmap(spec: str, sweep: Sweep) -> tuple[str, str, str]:
+    """'VAR' or 'VAR:X:Y' -> (variable, x axis, y axis), checked against the sweep's axes."""
+    from noisyjax.metrics import METRIC_NAMES
+    from noisyjax.stages import PROBES, TRANSITIONS
+
+    names = [a.name for a in sweep.axes]
+    var, *xy = spec.split(":")
+    known = set(METRIC_NAMES) | set(TRANSITIONS) | {f"{t}_{p}" for t in TRANSITIONS for p in PROBES}
+    known |= {"stage_one_exists", "best_test_err", "tau_plus_realized", "tau_minus_realized"}
+    if var not in known:
+        fail(
+            "--heatmap",
+            var,
+            "a metric, stage time or transition metric: " + ", ".join(sorted(known)),
+        )
+    if not xy:
+        xy = names[:2]
+    if len(xy) != 2 or any(a not in names for a in xy) or xy[0] == xy[1]:
+        fail(
+            "--heatmap",
+            spec,
+            "VAR or VAR:X:Y with two different axes among "
+            + (", ".join(names) or "(none: the sweep has fewer than two axes)"),
+        )
+    return var, xy[0], xy[1]
+
+
 def resolve(args: argparse.Namespace) -> tuple[Sweep, object]:
     """The sweep and figure function the arguments describe (validated)."""
     from sweeps.presets import DEFAULT, PRESETS
@@ -129,6 +225,10 @@ def resolve(args: argparse.Namespace) -> tuple[Sweep, object]:
     if name not in PRESETS:
         fail("--preset", name, "one of " + ", ".join(sorted(PRESETS)))
     sweep, figures = PRESETS[name]()
+    if args.heatmap:
+        from sweeps.presets import with_heatmaps
+
+        figures = with_heatmaps(figures, [parse_heatmap(spec, sweep) for spec in args.heatmap])
     sweep = apply_sets(sweep, args.set)
     if args.engine:
         sweep = dataclasses.replace(sweep, cfg=sweep.cfg.replace(engine=args.engine))
@@ -156,8 +256,11 @@ def main(argv: list[str] | None = None) -> int:
         cluster = (args.coordinator, args.num_processes, args.process_id)
         if not args.distributed and any(v is not None for v in cluster):
             raise UsageError("--coordinator, --num-processes and --process-id need --distributed")
-        for flag, value in (("--chunk-runs", args.chunk_runs), ("--vector-runs", args.vector_runs),
-                            ("--seeds", args.seeds)):
+        for flag, value in (
+            ("--chunk-runs", args.chunk_runs),
+            ("--vector-runs", args.vector_runs),
+            ("--seeds", args.seeds),
+        ):
             if value is not None and value < 1:
                 fail(flag, value, "an integer >= 1")
         max_memory = parse_size(args.max_memory) if args.max_memory is not None else None
@@ -177,33 +280,61 @@ def execute(args: argparse.Namespace, sweep: Sweep, figures, max_memory: int | N
     from noisyjax.sweep import plan
 
     if args.distributed:
-        distributed.initialize(coordinator_address=args.coordinator,
-                               num_processes=args.num_processes, process_id=args.process_id)
+        distributed.initialize(
+            coordinator_address=args.coordinator,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
+        )
     if sweep.cfg.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     precision = args.matmul_precision or ("highest" if jax.default_backend() == "tpu" else None)
     if precision and precision != "default":
         jax.config.update("jax_default_matmul_precision", precision)
-    plan_ = plan(sweep, max_memory=max_memory, chunk_runs=args.chunk_runs,
-                 vector_runs=args.vector_runs)
+    plan_ = plan(
+        sweep, max_memory=max_memory, chunk_runs=args.chunk_runs, vector_runs=args.vector_runs
+    )
     out = args.out if args.out is not None else default_out(sweep)
     if args.dry_run:
         from noisyjax.results import fingerprint
 
         check_out_dir(out, resume=args.resume, print_=fingerprint(sweep))
-        print(json.dumps({"preset": sweep.name, "out": str(out), "dims": sweep.dims,
-                          "shape": sweep.shape, **plan_.summary()}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "preset": sweep.name,
+                    "out": str(out),
+                    "dims": sweep.dims,
+                    "shape": sweep.shape,
+                    **plan_.summary(),
+                },
+                indent=2,
+            )
+        )
         return 0
     try:
-        run_sweep(plan_, out, resume=args.resume, figures=figures,
-                  progress=not args.no_progress)
+        run_sweep(plan_, out, resume=args.resume, figures=figures, progress=not args.no_progress)
     except SweepDirError as err:
         print(f"sweeps.grid: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        return _exit_now(EXIT_USAGE) if args.distributed else EXIT_USAGE
+    except BaseException:
+        if not args.distributed:
+            raise
+        # A process that fails mid-sweep must die at once, or the others wait in a collective
+        # and JAX's shutdown barrier keeps this one alive.
+        import traceback
+
+        traceback.print_exc()
+        _exit_now(1)
     if jax.process_index() == 0:
         print(f"wrote {out}")
     distributed.shutdown()
     return 0
+
+
+def _exit_now(code: int) -> NoReturn:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import numpy as np
 import xarray as xr
 
 import noisyjax as nj
-from noisyjax.analysis import flipped_acc_at_clean_fit
 from noisyjax.grid import Axis, Sweep
 from noisyjax.plots import heatmap, trajectories
 
@@ -37,8 +36,14 @@ def describe(name: str) -> str:
 def stage_boundary(ax, xs: np.ndarray, ys: np.ndarray) -> None:
     """Overlay the rate heuristic n SNR^2 (1 - 2 tau) / 2 = 1 (SCIENCE.md section 6, item 9)."""
     tau = np.linspace(min(xs.min(), 0.0), min(xs.max(), 0.49), 200)
-    ax.plot(tau, 2.0 / (1.0 - 2.0 * tau), color="cyan", ls="--", lw=1.5,
-            label=r"heuristic: $n\,\mathrm{SNR}^2(1-2\tau)/2 = 1$")
+    ax.plot(
+        tau,
+        2.0 / (1.0 - 2.0 * tau),
+        color="cyan",
+        ls="--",
+        lw=1.5,
+        label=r"heuristic: $n\,\mathrm{SNR}^2(1-2\tau)/2 = 1$",
+    )
     ax.set_ylim(ys.min() / 1.3, ys.max() * 1.3)
     ax.legend(loc="upper left", fontsize=8)
 
@@ -46,6 +51,32 @@ def stage_boundary(ax, xs: np.ndarray, ys: np.ndarray) -> None:
 def representative_run(ds: xr.Dataset, **coords: float) -> xr.Dataset:
     """One run for trajectory plots: seed 0, nearest grid values to `coords`."""
     return ds.sel(coords, method="nearest").isel(seed=0)
+
+
+def stage_lines(run: xr.Dataset) -> dict[str, float]:
+    """The run's t1 and t2 for the dashed stage lines (NaN when never reached)."""
+    return {
+        name: float(run[name]) if int(run[name]) >= 0 else float("nan") for name in ("t1", "t2")
+    }
+
+
+def run_trajectories(run: xr.Dataset, path: Path, title: str) -> Path:
+    return trajectories(run, path, title=title, stage_steps=stage_lines(run))
+
+
+def with_heatmaps(figures: Callable, specs: list[tuple[str, str, str]]) -> Callable:
+    """Add heatmaps of per-run variables (a trajectory contributes its last value)."""
+
+    def draw(ds: xr.Dataset, out: Path) -> list[Path]:
+        paths = figures(ds, out)
+        for var, x, y in specs:
+            da = ds[var].isel(step=-1) if "step" in ds[var].dims else ds[var]
+            da = da.where(da >= 0) if var in ("t1", "t2", "t_best", "t_cross") else da
+            da = da.astype(float).rename(var)
+            paths.append(heatmap(da, x, y, out / f"heatmap_{var}.png", title=var))
+        return paths
+
+    return draw
 
 
 @preset("stage-phase")
@@ -56,36 +87,61 @@ def stage_phase() -> tuple[Sweep, Callable]:
     Runtime: about 1-2 minutes on a 2-core CPU (10 x 13 cells x 3 seeds = 390 runs, n=100,
     d=1000, m=10, 300 GD steps).
     Figures:
-      stage_phase.png: flipped-sample accuracy w.r.t. observed labels at the first logged step
+      stage_phase.png: flipped-sample accuracy w.r.t. observed labels at t1, the first step
         where every clean sample is fitted. Near 0 (Stage I: flipped samples still predicted
         with their true label) above the dashed heuristic boundary n SNR^2 (1-2 tau)/2 = 1,
         growing towards memorization-at-once below it and as tau grows.
       final_test_error.png: true-label test error at the end of training; small where the
         signal is learned, larger at small n SNR^2 and large tau.
-      trajectories.png: one run at tau = 0.2, n SNR^2 = 8 in the paper's layout: gamma first,
-        then rho_bar of flipped samples overtakes; clean accuracy hits 1 long before flipped.
+      trajectories.png: one run at tau = 0.2, n SNR^2 = 8 in the paper's layout, dashed lines
+        at t1 and t2: gamma first, then rho_bar of flipped samples overtakes; clean accuracy
+        hits 1 long before flipped.
     """
     cfg = nj.Config(n=100, d=1000, m=10, steps=300, log_every=2, n_test=500)
     hp = nj.HParams(eta=0.05, sigma_p=1.0, sigma_0=0.001)
-    axes = (Axis("tau", (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45)),
-            Axis("n_snr2", tuple(float(v) for v in np.geomspace(0.5, 32.0, 13))))
+    axes = (
+        Axis("tau", (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45)),
+        Axis("n_snr2", tuple(float(v) for v in np.geomspace(0.5, 32.0, 13))),
+    )
     return Sweep("stage-phase", cfg, hp, axes, seeds=3), stage_phase_figures
 
 
 def stage_phase_figures(ds: xr.Dataset, out: Path) -> list[Path]:
-    noisy = ds.where(ds["tau"] > 0)  # tau = 0 has no flipped samples: NaN, left blank
-    acc = flipped_acc_at_clean_fit(noisy)
-    acc.name = "flipped accuracy (observed labels) at clean fit"
-    paths = [heatmap(acc, "tau", "n_snr2", out / "stage_phase.png", vmin=0, vmax=1,
-                     title="Stage I: flipped samples still carry their true label",
-                     overlay=stage_boundary, cmap="magma")]
+    acc = ds["t1_train_acc_noisy"]  # NaN at tau = 0 (no flipped samples): left blank
+    acc.name = "flipped accuracy (observed labels) at t1"
+    paths = [
+        heatmap(
+            acc,
+            "tau",
+            "n_snr2",
+            out / "stage_phase.png",
+            vmin=0,
+            vmax=1,
+            title="Stage I: flipped samples still carry their true label",
+            overlay=stage_boundary,
+            cmap="magma",
+        )
+    ]
     err = ds["test_err"].isel(step=-1)
     err.name = "final test error (true labels)"
-    paths.append(heatmap(err, "tau", "n_snr2", out / "final_test_error.png", vmin=0,
-                         title="End of training", overlay=stage_boundary, cmap="magma"))
+    paths.append(
+        heatmap(
+            err,
+            "tau",
+            "n_snr2",
+            out / "final_test_error.png",
+            vmin=0,
+            title="End of training",
+            overlay=stage_boundary,
+            cmap="magma",
+        )
+    )
     run = representative_run(ds, tau=0.2, n_snr2=8.0)
-    paths.append(trajectories(run, out / "trajectories.png",
-                              title=f"tau={float(run.tau):g}, n SNR^2={float(run.n_snr2):g}"))
+    paths.append(
+        run_trajectories(
+            run, out / "trajectories.png", f"tau={float(run.tau):g}, n SNR^2={float(run.n_snr2):g}"
+        )
+    )
     return paths
 
 
@@ -110,8 +166,8 @@ def paper_fig1() -> tuple[Sweep, Callable]:
     Command: python -m sweeps.grid --preset paper-fig1
     Runtime: about a minute on a 2-core CPU (2 x 3 seeds, 600 steps).
     Figures: trajectories_tau0.2.png shows the two stages (clean fitted and gamma up first,
-      flipped samples memorized later as their rho_bar overtakes gamma); trajectories_tau0.png
-      has a single stage.
+      flipped samples memorized later as their rho_bar overtakes gamma), with dashed lines at
+      t1 and t2; trajectories_tau0.png has a single stage (t1 = t2).
     """
     cfg = nj.Config(n=200, d=2000, m=20, steps=600, log_every=5, n_test=1000)
     hp = nj.HParams(eta=0.05, mu_norm=7.0, sigma_p=1.0, sigma_0=0.001)
@@ -122,6 +178,11 @@ def paper_fig1_figures(ds: xr.Dataset, out: Path) -> list[Path]:
     paths = []
     for tau in ds["tau"].values:
         run = ds.sel(tau=tau).isel(seed=0)
-        paths.append(trajectories(run, out / f"trajectories_tau{tau:g}.png",
-                                  title=f"n=200, d=2000, m=20, ||mu||=7, tau={tau:g}"))
+        paths.append(
+            run_trajectories(
+                run,
+                out / f"trajectories_tau{tau:g}.png",
+                f"n=200, d=2000, m=20, ||mu||=7, tau={tau:g}",
+            )
+        )
     return paths

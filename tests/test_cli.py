@@ -19,13 +19,28 @@ TINY = ["--preset", "tiny", "--no-progress", "--seeds", "4"]  # 16 runs: 2 chunk
 def cli(*args, env=None, cwd=ROOT):
     """Run the CLI in a fresh interpreter (as a user would)."""
     full_env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "sweeps.grid", *args], capture_output=True,
-                          text=True, cwd=cwd, env=full_env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "sweeps.grid", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=full_env,
+        timeout=600,
+    )
 
 
 def data_of(directory):
     ds = nj.load_sweep(directory)
     return {name: ds[name].values for name in list(ds.data_vars) + list(ds.coords)}
+
+
+def assert_snapshots_identical(a_dir, b_dir, stages=("t1", "t2", "t_best", "t_cross", "final")):
+    from noisyjax.checkpoints import load_stage
+
+    for stage in stages:
+        a, b = load_stage(a_dir, stage), load_stage(b_dir, stage)
+        for field in a._fields:
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=stage)
 
 
 def assert_identical(a, b):
@@ -44,8 +59,14 @@ def tiny_run(tmp_path_factory):
 
 def test_tiny_preset_writes_results_config_and_figures(tiny_run):
     names = {p.name for p in tiny_run.iterdir()}
-    assert {"results.nc", "config.json", "chunks", "stage_phase.png", "trajectories.png",
-            "final_test_error.png"} <= names
+    assert {
+        "results.nc",
+        "config.json",
+        "chunks",
+        "stage_phase.png",
+        "trajectories.png",
+        "final_test_error.png",
+    } <= names
     config = json.loads((tiny_run / "config.json").read_text())
     assert config["status"] == "complete"
     assert set(config["timing"]) == {"compile_s", "run_s"}
@@ -63,6 +84,8 @@ def test_eight_devices_and_another_chunk_size_give_identical_results(tiny_run, t
     assert result.returncode == 0, result.stderr
     assert json.loads((out / "config.json").read_text())["environment"]["device_count"] == 8
     assert_identical(data_of(out), data_of(tiny_run))
+    # Checkpoints written by 8 devices read back here, on one, equal to the 1-device run's.
+    assert_snapshots_identical(out, tiny_run)
 
 
 def test_resume_redoes_lost_and_corrupt_chunks_with_identical_results(tiny_run, tmp_path):
@@ -77,9 +100,16 @@ def test_resume_redoes_lost_and_corrupt_chunks_with_identical_results(tiny_run, 
     chunks = sorted((out / "chunks").glob("*.npz"))
     assert len(chunks) == 2
     chunks[0].write_bytes(b"garbage")
+    # ... and the second chunk's stage checkpoint lost: its results must be redone too.
+    second = int(chunks[1].name.split("-")[1])
+    shutil.rmtree(out / "stages" / str(second))
     result = cli(*TINY, "--out", str(out), "--resume")
     assert result.returncode == 0, result.stderr
     assert_identical(data_of(out), data_of(tiny_run))
+    assert_snapshots_identical(out, tiny_run)
+    assert sorted(p.name for p in (out / "stages").iterdir()) == sorted(
+        p.name for p in (tiny_run / "stages").iterdir()
+    )
     assert (out / "stage_phase.png").exists()
 
 

@@ -35,8 +35,14 @@ def test_bad_config_names_field_and_value(changes, needle):
 
 
 BAD_HPARAMS = [
-    ("tau_plus", 0.5), ("tau_minus", -0.01), ("tau_plus", math.nan), ("eta", 0.0),
-    ("eta", math.inf), ("sigma_p", 0.0), ("sigma_0", -1.0), ("mu_norm", -2.0),
+    ("tau_plus", 0.5),
+    ("tau_minus", -0.01),
+    ("tau_plus", math.nan),
+    ("eta", 0.0),
+    ("eta", math.inf),
+    ("sigma_p", 0.0),
+    ("sigma_0", -1.0),
+    ("mu_norm", -2.0),
     ("relabel_rate", 0.7),
 ]
 

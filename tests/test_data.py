@@ -80,8 +80,9 @@ def test_padded_sample_embeds_the_unpadded_one(flip, signal):
     big_cfg = small_cfg.replace(n=33, d=47)
     hp = nj.HParams(tau_plus=0.3, tau_minus=0.1)
     small = nj.sample(jax.random.key(7), small_cfg, hp)
-    big = nj.sample(jax.random.key(7), big_cfg, hp, sizes=nj.Sizes(n=jnp.int32(20),
-                                                                   d=jnp.int32(30)))
+    big = nj.sample(
+        jax.random.key(7), big_cfg, hp, sizes=nj.Sizes(n=jnp.int32(20), d=jnp.int32(30))
+    )
     np.testing.assert_allclose(big.x[:20, :, :30], small.x, rtol=1e-14, atol=1e-15)
     np.testing.assert_array_equal(big.x[20:], 0.0)
     np.testing.assert_array_equal(big.x[:, :, 30:], 0.0)

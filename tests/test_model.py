@@ -1,7 +1,6 @@
 """The two-layer CNN: symmetry, activations and where gradients live."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -21,17 +20,30 @@ def test_swapping_filter_groups_negates_f(activation):
     cfg = CFG.replace(activation=activation)
     batch, params = data_and_params(cfg)
     swapped = {"w": params["w"][::-1]}
-    np.testing.assert_allclose(nj.apply(swapped, batch.x, cfg), -nj.apply(params, batch.x, cfg),
-                               rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        nj.apply(swapped, batch.x, cfg), -nj.apply(params, batch.x, cfg), rtol=1e-12, atol=1e-14
+    )
 
 
 def test_apply_matches_the_formula_by_hand():
     batch, params = data_and_params()
     w = np.asarray(params["w"])
     x = np.asarray(batch.x)
-    relu = lambda z: np.maximum(z, 0.0)
-    f = np.array([sum(relu(w[0, r] @ x[i, p]) - relu(w[1, r] @ x[i, p])
-                      for r in range(4) for p in range(2)) / 4 for i in range(12)])
+
+    def relu(z):
+        return np.maximum(z, 0.0)
+
+    f = np.array(
+        [
+            sum(
+                relu(w[0, r] @ x[i, p]) - relu(w[1, r] @ x[i, p])
+                for r in range(4)
+                for p in range(2)
+            )
+            / 4
+            for i in range(12)
+        ]
+    )
     np.testing.assert_allclose(nj.apply(params, batch.x, CFG), f, rtol=1e-12)
 
 

@@ -4,8 +4,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_COMMAND = 'pip install -e ".[test]" && python -m pytest -n 2'
-MAIN_COMMAND = ("python3 -m venv .venv && . .venv/bin/activate && pip install -e . "
-                "&& python -m sweeps.grid")
+MAIN_COMMAND = (
+    "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && python -m sweeps.grid"
+)
 
 
 def test_readme_has_both_commands_and_ci_runs_the_test_one():

@@ -43,10 +43,15 @@ def test_vmap_over_8_keys_equals_8_single_runs():
         assert_trees_close(jax.tree.map(lambda v: v[s], batched), one, rtol=2e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("variant", [
-    {}, {"optimizer": "sgd", "batch_size": 8}, {"label_noise_gd": True},
-    {"flip": "exact", "signal": "random", "noise": "isotropic"},
-])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {"optimizer": "sgd", "batch_size": 8},
+        {"label_noise_gd": True},
+        {"flip": "exact", "signal": "random", "noise": "isotropic"},
+    ],
+)
 def test_padded_run_equals_unpadded_run(variant):
     small = SMALL.replace(**variant)
     big = small.replace(n=37, d=83)
@@ -54,22 +59,30 @@ def test_padded_run_equals_unpadded_run(variant):
     s_small, m_small = run(small)
     s_big, m_big = run(big, sizes=sizes)
     assert_trees_close(m_big, m_small, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(s_big.params["w"][:, :, : small.d], s_small.params["w"],
-                               rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(
+        s_big.params["w"][:, :, : small.d], s_small.params["w"], rtol=1e-10, atol=1e-13
+    )
     np.testing.assert_array_equal(s_big.params["w"][:, :, small.d :], 0.0)
     np.testing.assert_allclose(s_big.rho[..., : small.n], s_small.rho, rtol=1e-10, atol=1e-13)
 
 
 def test_empty_flipped_subset_gives_nan_not_zero():
     _, metrics = run(SMALL, nj.HParams(eta=0.5, tau_plus=0.0, tau_minus=0.0))
-    for name in ("train_loss_noisy", "train_acc_noisy", "rho_bar_noisy", "frac_noisy_above_log2",
-                 "loss_auroc"):
+    for name in (
+        "train_loss_noisy",
+        "train_acc_noisy",
+        "rho_bar_noisy",
+        "frac_noisy_above_log2",
+        "loss_auroc",
+    ):
         assert np.all(np.isnan(metrics[name])), name
     assert np.all(np.isfinite(metrics["train_loss_clean"]))
 
 
-@pytest.mark.parametrize("variant", [{"optimizer": "sgd", "batch_size": 6},
-                                     {"label_noise_gd": True}, {"activation": "leaky_relu"}])
+@pytest.mark.parametrize(
+    "variant",
+    [{"optimizer": "sgd", "batch_size": 6}, {"label_noise_gd": True}, {"activation": "leaky_relu"}],
+)
 def test_exact_recursion_rebuilds_the_filters(variant):
     cfg = SMALL.replace(**variant)
     key = jax.random.key(11)
@@ -91,8 +104,11 @@ def test_adam_coefficients_are_the_projection_of_the_displacement():
     test = nj.sample(k_data, cfg, hp, split="test")
     w0 = nj.init_params(k_init, cfg, hp)
     state, _ = jax.jit(lambda p: nj.fit(p, train, test, cfg, hp))(w0)
-    residual = state.params["w"] - w0["w"] - nj.rebuild_displacement(
-        state.gamma, state.rho, train, nj.geometry(train, cfg))
+    residual = (
+        state.params["w"]
+        - w0["w"]
+        - nj.rebuild_displacement(state.gamma, state.rho, train, nj.geometry(train, cfg))
+    )
     basis = jnp.concatenate([train.mu[None], train.x[:, 1]])
     assert float(jnp.abs(state.params["w"] - w0["w"]).max()) > 1e-3  # Adam moved the weights
     np.testing.assert_allclose(jnp.einsum("jmd,kd->jmk", residual, basis), 0.0, atol=1e-9)
@@ -117,12 +133,11 @@ def test_two_stages_are_visible():
     n SNR^2 = 100 * 49 / 1000 = 4.9 as in the paper-scale setting (n=200, d=2000), smaller init.
     """
     cfg = nj.Config(n=100, d=1000, m=10, steps=400, log_every=2, n_test=100)
-    hp = nj.HParams(eta=0.05, tau_plus=0.2, tau_minus=0.2, mu_norm=7.0, sigma_p=1.0,
-                    sigma_0=0.001)
+    hp = nj.HParams(eta=0.05, tau_plus=0.2, tau_minus=0.2, mu_norm=7.0, sigma_p=1.0, sigma_0=0.001)
     keys = jax.vmap(jax.random.key)(jnp.arange(4))
     _, m = jax.jit(jax.vmap(nj.make_train(cfg), in_axes=(0, None)))(keys, hp)
     clean, noisy = np.asarray(m["train_acc_clean"]), np.asarray(m["train_acc_noisy"])
     for s in range(4):
         stage_one = np.flatnonzero((clean[s] == 1.0) & (noisy[s] <= 0.1))
         assert stage_one.size, f"seed {s}: no logged step with clean fitted and flipped unfitted"
-        assert np.any(noisy[s, stage_one[0]:] == 1.0), f"seed {s}: flipped never memorized"
+        assert np.any(noisy[s, stage_one[0] :] == 1.0), f"seed {s}: flipped never memorized"

@@ -1,0 +1,166 @@
+"""Orbax checkpoints of every run's state at each stage transition.
+
+A sweep directory holds `stages/`, an Orbax `CheckpointManager` directory with one checkpoint per
+chunk, numbered by the chunk's first run index. Each holds one item per snapshot stage (t1, t2,
+t_best, t_cross, final): a `Snapshot` of arrays with a leading run axis; and a JSON item `meta`
+with the chunk's run indices, their grid coordinates and stage times. Saving is asynchronous;
+`close` waits for every write. Orbax renames a checkpoint into place only when it is complete, so
+an interrupted write is never read as a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orbax.checkpoint as ocp
+import xarray as xr
+
+from noisyjax.config import STAGE_NAMES, Config, ConfigError, HParams, Sizes
+from noisyjax.data import Batch, sample
+from noisyjax.stages import Snapshot
+
+STAGES_DIR = "stages"
+
+
+def manager(out: Path, *, read_only: bool = False) -> ocp.CheckpointManager:
+    directory = (out / STAGES_DIR).absolute()
+    if not read_only:
+        directory.mkdir(parents=True, exist_ok=True)
+    options = ocp.CheckpointManagerOptions(
+        enable_async_checkpointing=not read_only,
+        create=False,
+        read_only=read_only,
+        # Only process 0 writes; the others never touch the directory.
+        multiprocessing_options=ocp.options.MultiprocessingOptions(
+            primary_host=0, active_processes={0}
+        ),
+    )
+    return ocp.CheckpointManager(directory, options=options, item_names=STAGE_NAMES + ("meta",))
+
+
+def save_chunk(
+    mngr: ocp.CheckpointManager,
+    runs_C: np.ndarray,
+    snapshots: dict[str, Snapshot],
+    meta: dict[str, Any],
+) -> None:
+    """Queue one chunk's snapshots (asynchronous)."""
+    items = {name: ocp.args.StandardSave(dict(snap._asdict())) for name, snap in snapshots.items()}
+    items["meta"] = ocp.args.JsonSave({"runs": [int(r) for r in runs_C], **meta})
+    mngr.save(int(runs_C[0]), args=ocp.args.Composite(**items), force=True)
+
+
+def saved_runs(mngr: ocp.CheckpointManager) -> dict[int, list[int]]:
+    """Finished checkpoints: first run index -> the chunk's run indices."""
+    out = {}
+    for step in mngr.all_steps():
+        try:
+            meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+            out[step] = list(meta["meta"]["runs"])
+        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+            continue
+    return out
+
+
+def run_index(ds: xr.Dataset, coords: dict[str, Any]) -> xr.DataArray:
+    """Flat run indices over the sweep's dimensions, selected by coordinates."""
+    dims = [d for d in ds["flip_rate_realized"].dims]
+    shape = [ds.sizes[d] for d in dims]
+    index = xr.DataArray(
+        np.arange(int(np.prod(shape))).reshape(shape), dims=dims, coords={d: ds[d] for d in dims}
+    )
+    unknown = set(coords) - set(dims)
+    if unknown:
+        raise ConfigError(
+            f"coordinate {sorted(unknown)[0]!r} is invalid: allowed " + ", ".join(dims)
+        )
+    try:
+        return index.sel(coords)
+    except KeyError as err:
+        raise ConfigError(f"coordinates {coords} are invalid: no such grid cell ({err})") from None
+
+
+def load_stage(sweep_dir: str | Path, stage: str, **coords: Any) -> Snapshot:
+    """Snapshot arrays (NumPy, on the host) at `stage` for the selected runs.
+
+    Coordinates select like `Dataset.sel` (e.g. `tau=0.2, seed=3`); the returned arrays have the
+    remaining sweep dimensions first. `w` is (..., 2, m, d) and `rho_*` (..., 2, m, n) at the
+    bucket's padded n and d; when every selected run has the same n and d they are trimmed to
+    them. `step` is the step of the snapshot (-1 where the transition never happened, in which
+    case the arrays hold the initial state).
+    """
+    from noisyjax.results import load_sweep
+
+    if stage not in STAGE_NAMES:
+        raise ConfigError(f"stage={stage!r} is invalid: allowed one of " + ", ".join(STAGE_NAMES))
+    sweep_dir = Path(sweep_dir)
+    ds = load_sweep(sweep_dir)
+    selection = run_index(ds, coords)
+    wanted = np.atleast_1d(selection.values).ravel()
+    mngr = manager(sweep_dir, read_only=True)
+    found: dict[int, dict[str, np.ndarray]] = {}
+    for step, runs in saved_runs(mngr).items():
+        hit = [r for r in runs if r in set(wanted.tolist())]
+        if not hit:
+            continue
+        restored = mngr.restore(
+            step, args=ocp.args.Composite(**{stage: ocp.args.StandardRestore()})
+        )
+        if restored.get(stage) is None:
+            raise ConfigError(
+                f"stage={stage!r} is invalid: this sweep kept "
+                + ", ".join(json.loads(ds.attrs["sweep"])["cfg"]["snapshot_stages"])
+            )
+        for r in hit:
+            found[r] = {k: np.asarray(v)[runs.index(r)] for k, v in restored[stage].items()}
+    mngr.close()
+    missing = sorted(set(wanted.tolist()) - set(found))
+    if missing:
+        raise ConfigError(f"sweep {str(sweep_dir)!r} has no {stage} snapshot for runs {missing}")
+    stacked = {k: np.stack([found[r][k] for r in wanted]) for k in Snapshot._fields}
+    shape = selection.shape
+    out = {k: v.reshape(shape + v.shape[1:]) for k, v in stacked.items()}
+    n = np.unique(ds["n"].values.ravel()[wanted])
+    d = np.unique(ds["d"].values.ravel()[wanted])
+    if len(n) == 1 and len(d) == 1:
+        out["w"] = out["w"][..., : int(d[0])]
+        out["rho_bar"] = out["rho_bar"][..., : int(n[0])]
+        out["rho_under"] = out["rho_under"][..., : int(n[0])]
+    return Snapshot(**out)
+
+
+def run_settings(sweep_dir: str | Path, **coords: Any) -> tuple[Config, HParams, int]:
+    """The unpadded static config, hyperparameters and seed of one run of a sweep."""
+    from noisyjax.results import load_sweep
+
+    ds = load_sweep(sweep_dir)
+    selection = run_index(ds, coords)
+    if selection.size != 1:
+        raise ConfigError(
+            f"coordinates {coords} are invalid: they select {selection.size} runs, "
+            "allowed exactly one (give every sweep dimension)"
+        )
+    run = ds.sel({d: selection[d].values for d in selection.coords if d in ds.dims})
+    cfg_dict = json.loads(ds.attrs["sweep"])["cfg"]
+    cfg_dict["snapshot_stages"] = tuple(cfg_dict["snapshot_stages"])
+    cfg = Config(**cfg_dict).replace(n=int(run["n"]), d=int(run["d"]), m=int(run["m"]))
+    hp = HParams(**{f: float(run[f]) for f in HParams.__dataclass_fields__})
+    return cfg, hp, int(run["seed"])
+
+
+def load_run_data(sweep_dir: str | Path, **coords: Any) -> tuple[Batch, Batch, Config, HParams]:
+    """Rebuild one run's training and test sets (identical to what it trained on)."""
+    import jax
+
+    cfg, hp, seed = run_settings(sweep_dir, **coords)
+    k_data, _, _ = jax.random.split(jax.random.key(seed), 3)
+    hp_arrays = HParams(
+        **{f: np.asarray(getattr(hp, f), cfg.dtype) for f in HParams.__dataclass_fields__}
+    )
+    sizes = Sizes(n=np.int32(cfg.n), d=np.int32(cfg.d))
+    train = sample(k_data, cfg, hp_arrays, split="train", sizes=sizes)
+    test = sample(k_data, cfg, hp_arrays, split="test", sizes=sizes)
+    return train, test, cfg, hp

@@ -1,0 +1,151 @@
+"""Stage transitions detected inside the compiled run (SCIENCE.md section 5).
+
+Checked at every step t on the state W(t) before the step is taken (and once on the final state):
+  t1      first step with every clean sample fitted (margin y_obs f > 0): end of Stage I;
+  t2      first step with every training sample fitted: end of Stage II;
+  t_best  step of the lowest true-label test error (test error evaluated every `eval_every`
+          steps; with the default 1 this is exact), the oracle early-stopping point;
+  t_cross first step whose update has a noise part (in span{xi_i}) larger in norm than its
+          signal part (along mu).
+A transition that never happens is reported as NEVER (-1). "Stage I exists" when at t1 at least
+90% of the flipped samples still have loss > log 2; never when there is no flipped sample.
+
+Snapshots (weights and the gamma/rho state) at each transition are held in the scan carry, so
+they survive vmap and need no host callback.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from noisyjax.config import STAGE_NAMES, TRANSITION_NAMES, Config
+from noisyjax.data import Batch
+from noisyjax.metrics import LOG2, auroc, masked_mean
+
+NEVER = -1
+TRANSITIONS = TRANSITION_NAMES
+STAGES = STAGE_NAMES
+STAGE_ONE_FRACTION = 0.9
+PROBES = (
+    "train_acc_noisy",
+    "frac_noisy_above_log2",
+    "frac_clean_below_log2",
+    "loss_auroc",
+    "gamma_max",
+    "rho_bar_noisy",
+    "test_err",
+)
+
+
+class Snapshot(NamedTuple):
+    """What defines a run at one step: its filters and the decomposition coefficients."""
+
+    w: jax.Array  # (J, M, D)
+    gamma: jax.Array  # (J, M)
+    rho_bar: jax.Array  # (J, M, N)
+    rho_under: jax.Array  # (J, M, N)
+    step: jax.Array  # () int32
+
+
+class Stages(NamedTuple):
+    """Transition times, the probe values at each, and the requested snapshots."""
+
+    times: dict[str, jax.Array]  # name -> () int32, NEVER until it happens
+    probes: dict[str, dict[str, jax.Array]]  # name -> probe values at that time
+    test_err: jax.Array  # the latest evaluated test error
+    best_test_err: jax.Array
+    snapshots: dict[str, Snapshot]  # for the transitions in cfg.snapshot_stages
+
+
+def snapshot_of(state) -> Snapshot:
+    return Snapshot(state.params["w"], state.gamma, state.rho_bar, state.rho_under, state.step)
+
+
+def init_stages(state, cfg: Config) -> Stages:
+    dtype = state.gamma.dtype
+    never = jnp.asarray(NEVER, jnp.int32)
+    nan = jnp.asarray(jnp.nan, dtype)
+    return Stages(
+        times={t: never for t in TRANSITIONS},
+        probes={t: {p: nan for p in PROBES} for t in TRANSITIONS},
+        test_err=nan,
+        best_test_err=jnp.asarray(jnp.inf, dtype),
+        snapshots={t: snapshot_of(state) for t in TRANSITIONS if t in cfg.snapshot_stages},
+    )
+
+
+def probe(state, z_N: jax.Array, train: Batch, test_err: jax.Array) -> dict[str, jax.Array]:
+    """The cheap per-step quantities recorded at a transition."""
+    loss_N = jax.nn.softplus(-z_N)
+    clean_N = train.mask & ~train.flipped
+    noisy_N = train.mask & train.flipped
+    rho_bar_JN = jnp.max(state.rho_bar, axis=1)
+    own_N = jnp.where(train.y_obs > 0, rho_bar_JN[0], rho_bar_JN[1])
+    dtype = z_N.dtype
+    return {
+        "train_acc_noisy": masked_mean((z_N > 0).astype(dtype), noisy_N),
+        "frac_noisy_above_log2": masked_mean((loss_N > LOG2).astype(dtype), noisy_N),
+        "frac_clean_below_log2": masked_mean((loss_N < LOG2).astype(dtype), clean_N),
+        "loss_auroc": auroc(loss_N, noisy_N, clean_N),
+        "gamma_max": jnp.max(state.gamma),
+        "rho_bar_noisy": masked_mean(own_N, noisy_N),
+        "test_err": test_err,
+    }
+
+
+def observe(
+    stages: Stages,
+    state,
+    z_N: jax.Array,
+    test_err: jax.Array | None,
+    noise_over_signal: jax.Array | None,
+    train: Batch,
+) -> Stages:
+    """Update the transitions with the state W(t) (margins z_N = y_obs f, step = state.step).
+
+    `test_err` is None on steps without a test evaluation; `noise_over_signal` is None on the
+    final state, from which no step is taken.
+    """
+    t = state.step
+    if test_err is None:
+        test_err = stages.test_err
+    fitted_N = (z_N > 0) | ~train.mask
+    hits = {
+        "t1": jnp.all(fitted_N | train.flipped),
+        "t2": jnp.all(fitted_N),
+        "t_cross": noise_over_signal if noise_over_signal is not None else jnp.bool_(False),
+    }
+    new = {name: (stages.times[name] == NEVER) & hit for name, hit in hits.items()}
+    new["t_best"] = test_err < stages.best_test_err  # NaN (no evaluation yet) compares False
+    values = probe(state, z_N, train, test_err)
+    times = {name: jnp.where(new[name], t, stages.times[name]) for name in TRANSITIONS}
+    probes = {
+        name: jax.tree.map(
+            lambda a, b, n=new[name]: jnp.where(n, a, b), values, stages.probes[name]
+        )
+        for name in TRANSITIONS
+    }
+    current = snapshot_of(state)
+    snapshots = {
+        name: jax.tree.map(lambda a, b, n=new[name]: jnp.where(n, a, b), current, snap)
+        for name, snap in stages.snapshots.items()
+    }
+    return Stages(
+        times, probes, test_err, jnp.where(new["t_best"], test_err, stages.best_test_err), snapshots
+    )
+
+
+def summary(stages: Stages) -> dict[str, jax.Array]:
+    """Per-run scalars for the results: transition times, probes at each, stage_one_exists."""
+    out: dict[str, jax.Array] = {name: stages.times[name] for name in TRANSITIONS}
+    for name in TRANSITIONS:
+        for key, value in stages.probes[name].items():
+            out[f"{name}_{key}"] = value
+    above = stages.probes["t1"]["frac_noisy_above_log2"]
+    # NaN (no flipped sample) compares False: without label noise there is no Stage I.
+    out["stage_one_exists"] = (stages.times["t1"] != NEVER) & (above >= STAGE_ONE_FRACTION)
+    out["best_test_err"] = stages.best_test_err
+    return out
