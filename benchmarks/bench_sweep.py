@@ -35,6 +35,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -72,15 +73,15 @@ SETTINGS = {
         nj.Config(n=20, d=100, m=4, steps=300, log_every=10, n_test=100),
         nj.HParams(eta=0.05, mu_norm=4.0, sigma_p=1.0, sigma_0=0.01),
         runs=256,
-        repeats=5,
+        repeats=3,
         note="n=20, d=100, m=4, n_test=100",
     ),
     # The paper's size (Han et al., ICML 2025): n=200, d=2000, m=20.
     "paper": Setting(
         "paper",
-        nj.Config(n=200, d=2000, m=20, steps=300, log_every=10, n_test=1000),
+        nj.Config(n=200, d=2000, m=20, steps=200, log_every=10, n_test=1000),
         nj.HParams(eta=0.05, mu_norm=7.0, sigma_p=1.0, sigma_0=0.01),
-        runs=16,
+        runs=8,
         repeats=3,
         note="n=200, d=2000, m=20, n_test=1000",
     ),
@@ -166,7 +167,7 @@ def bench(
     width = getattr(bucket, "vector_runs", bucket.chunk_runs)
     print(
         f"[{setting.name}] {setting.note}, steps={cfg.steps}, log_every={cfg.log_every}, "
-        f"runs={n}; engine: {plan.n_chunks} chunks of {bucket.chunk_runs} runs, "
+        f"runs={n}; engine: {plan.n_chunks} chunk(s) of {bucket.chunk_runs} runs, "
         f"{width} vmapped at a time",
         flush=True,
     )
@@ -227,12 +228,30 @@ def bench(
     }
 
 
+def git(*args: str) -> str:
+    root = Path(nj.__file__).resolve().parents[1]
+    done = subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=10
+    )
+    return done.stdout.strip()
+
+
+def source_version() -> str:
+    """The checked-out commit of the library, with "+dirty" for uncommitted changes to it."""
+    try:
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "noisyjax")
+        return git("rev-parse", "--short", "HEAD") + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def machine() -> dict:
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count()
     return {
+        "noisyjax": f"{nj.__version__} ({source_version()})",
         "jax": jax.__version__,
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.local_devices()],
@@ -280,19 +299,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--setting", choices=(*SETTINGS, "all"), default="all")
     p.add_argument(
-        "--runs", type=int, default=None, help="runs per setting (default: 256 small, 16 paper)"
+        "--runs", type=int, default=None, help="runs per setting (default: 256 small, 8 paper)"
     )
     p.add_argument(
         "--steps",
         type=int,
         default=None,
-        help="GD steps, a multiple of log_every=10 (default: 300)",
+        help="GD steps, a multiple of log_every=10 (default: 300 small, 200 paper)",
     )
     p.add_argument(
         "--repeats",
         type=int,
         default=None,
-        help="timed passes of each path (default: 5 small, 3 paper)",
+        help="timed passes of each path (default: 3)",
     )
     p.add_argument(
         "--chunk-runs",
@@ -330,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     info = machine()
     print(
-        f"jax {info['jax']} on {info['backend']} {info['devices']}, "
+        f"noisyjax {info['noisyjax']}, jax {info['jax']} on {info['backend']} {info['devices']}, "
         f"{info['usable_cpu_cores']} usable CPU cores",
         flush=True,
     )

@@ -153,7 +153,9 @@ def library_run(case="relu-orthogonal", **extra):
     tr, te, w0 = jax.tree.map(np.asarray, (train, test, params["w"]))
     data = (tr.x, tr.y, tr.y_obs, tr.flipped, tr.mu)
     final, oracle_logs = oracle_fit(w0, data, (te.x, te.y, te.y_obs), hp.eta, cfg.activation, cfg.q)
-    lib = {"cfg": cfg, "train": train, "state": state, "logs": jax.tree.map(np.asarray, logged)}
+    assert set(nj.METRIC_NAMES) <= set(logged)  # plus per-run stage scalars
+    logs = {name: np.asarray(logged[name]) for name in nj.METRIC_NAMES}
+    lib = {"cfg": cfg, "train": train, "state": state, "logs": logs}
     ora = {"w0": w0, "data": data, "test": (te.x, te.y, te.y_obs), "final": final}
     return lib, {**ora, "logs": oracle_logs}
 

@@ -15,7 +15,7 @@ HP = nj.HParams(eta=0.5, mu_norm=3.0, sigma_0=0.05)
 def run_all(sweep, **plan_kwargs):
     plan = nj.plan(sweep, **plan_kwargs)
     out = {}
-    for runs, metrics in run_chunks(plan, np.arange(plan.table.n_runs)):
+    for runs, metrics, _ in run_chunks(plan, np.arange(plan.table.n_runs)):
         for k, v in metrics.items():
             out.setdefault(k, np.zeros((plan.table.n_runs,) + v.shape[1:], v.dtype))[runs] = v
     return plan, out
@@ -62,16 +62,17 @@ def test_a_cell_alone_equals_the_same_cell_in_a_grid():
     assert_same(cell(full, np.array([4, 5])), single)  # (tau=0.3, eta=0.2, seeds 0 and 1)
 
 
-@pytest.mark.parametrize("axis", [Axis("n", (9, 16)), Axis("d", (17, 40)), Axis("m", (2, 3))])
-def test_shape_axes_equal_separate_runs(axis):
+def test_shape_axes_equal_separate_runs():
     """n and d are padded into one program, m is bucketed: each cell equals its own run."""
     cfg = CFG.replace(dtype="float64")
-    grid = Sweep("t", cfg, HP, (axis,), seeds=2)
-    _, full = run_all(grid)
-    for i, value in enumerate(axis.values):
-        alone = Sweep("t", cfg.replace(**{axis.name: value}), HP, (), seeds=2)
+    axes = (Axis("n", (9, 16)), Axis("d", (17, 40)), Axis("m", (2, 3)))
+    plan, full = run_all(Sweep("t", cfg, HP, axes, seeds=1))
+    assert len(plan.buckets) == 2  # one program per m; n and d padded inside it
+    for run in (0, 3, 5, 6):  # (n, d, m) = (9, 17, 2), (9, 40, 3), (16, 17, 3), (16, 40, 2)
+        n, d, m = (int(plan.table.shape[k][run]) for k in ("n", "d", "m"))
+        alone = Sweep("t", cfg.replace(n=n, d=d, m=m), HP, (), seeds=1)
         _, single = run_all(alone)
-        assert_same(cell(full, np.array([2 * i, 2 * i + 1])), single, rtol=1e-10, atol=1e-12)
+        assert_same(cell(full, np.array([run])), single, rtol=1e-10, atol=1e-12)
 
 
 def test_plan_respects_memory_budget_and_device_multiple():

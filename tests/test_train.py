@@ -47,9 +47,14 @@ def test_vmap_over_8_keys_equals_8_single_runs():
     "variant",
     [
         {},
-        {"optimizer": "sgd", "batch_size": 8},
-        {"label_noise_gd": True},
-        {"flip": "exact", "signal": "random", "noise": "isotropic"},
+        {
+            "optimizer": "sgd",
+            "batch_size": 8,
+            "label_noise_gd": True,
+            "flip": "exact",
+            "signal": "random",
+            "noise": "isotropic",
+        },
     ],
 )
 def test_padded_run_equals_unpadded_run(variant):
