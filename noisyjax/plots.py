@@ -68,7 +68,7 @@ def trajectories(
     top.plot(step, run["rho_bar_clean"], label=r"$\bar\rho$ clean (mean of $\max_r$)", color="C2")
     top.plot(step, run["rho_bar_noisy"], label=r"$\bar\rho$ flipped (mean of $\max_r$)", color="C3")
     top.set_ylabel("coefficient")
-    top.legend(fontsize=8)
+    top.legend(fontsize=8, loc="center right")
     bottom.plot(step, run["train_acc"], label="train (all)", color="k")
     bottom.plot(step, run["train_acc_clean"], label="train clean", color="C2")
     bottom.plot(step, run["train_acc_noisy"], label="train flipped (observed labels)", color="C3")

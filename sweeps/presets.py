@@ -91,6 +91,8 @@ def stage_phase() -> tuple[Sweep, Callable]:
         where every clean sample is fitted. Near 0 (Stage I: flipped samples still predicted
         with their true label) above the dashed heuristic boundary n SNR^2 (1-2 tau)/2 = 1,
         growing towards memorization-at-once below it and as tau grows.
+      stage_one_exists.png: fraction of seeds where Stage I exists (SCIENCE.md section 5: at
+        t1 at least 90% of the flipped samples still have loss > log 2); 1 above the boundary.
       final_test_error.png: true-label test error at the end of training; small where the
         signal is learned, larger at small n SNR^2 and large tau.
       trajectories.png: one run at tau = 0.2, n SNR^2 = 8 in the paper's layout, dashed lines
@@ -123,6 +125,21 @@ def stage_phase_figures(ds: xr.Dataset, out: Path) -> list[Path]:
             cmap="magma",
         )
     ]
+    exists = ds["stage_one_exists"].astype(float).where(ds["tau"] > 0)
+    exists.name = "fraction of seeds with Stage I"
+    paths.append(
+        heatmap(
+            exists,
+            "tau",
+            "n_snr2",
+            out / "stage_one_exists.png",
+            vmin=0,
+            vmax=1,
+            title=">= 90% of flipped samples above log 2 at t1",
+            overlay=stage_boundary,
+            cmap="magma",
+        )
+    )
     err = ds["test_err"].isel(step=-1)
     err.name = "final test error (true labels)"
     paths.append(

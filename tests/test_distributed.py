@@ -32,7 +32,7 @@ SEEDS = 3
 RUNS = 2 * 2 * SEEDS  # tiny: tau x n_snr2 = 2 x 2 cells, times seeds
 VECTOR_RUNS = 2
 ARGS = f"--preset tiny --no-progress --seeds {SEEDS} --vector-runs {VECTOR_RUNS}".split()
-FIGURES = {"stage_phase.png", "final_test_error.png", "trajectories.png"}
+FIGURES = {"stage_phase.png", "stage_one_exists.png", "final_test_error.png", "trajectories.png"}
 TIMEOUT_S = 240.0
 SINGLE_CHUNK_RUNS = 4  # the reference run: 1 process, 1 device, 4 runs per chunk
 

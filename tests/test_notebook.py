@@ -17,7 +17,7 @@ from jupyter_client.manager import KernelManager
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "examples" / "colab_tpu.ipynb"
 KERNEL = "noisyjax-test"
-FIGURES = ("stage_phase.png", "final_test_error.png", "trajectories.png")
+FIGURES = ("stage_phase.png", "stage_one_exists.png", "final_test_error.png", "trajectories.png")
 
 
 def kernel_manager(spec_root: Path) -> KernelManager:
