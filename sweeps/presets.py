@@ -110,50 +110,45 @@ def stage_phase() -> tuple[Sweep, Callable]:
 
 
 def stage_phase_figures(ds: xr.Dataset, out: Path) -> list[Path]:
-    acc = ds["t1_train_acc_noisy"]  # NaN at tau = 0 (no flipped samples): left blank
-    acc.name = "flipped accuracy (observed labels) at t1"
+    def phase_map(da: xr.DataArray, label: str, name: str, title: str, **limits) -> Path:
+        da.name = label
+        return heatmap(
+            da,
+            "tau",
+            "n_snr2",
+            out / name,
+            title=title,
+            overlay=stage_boundary,
+            cmap="magma",
+            **limits,
+        )
+
+    noisy = ds["tau"] > 0  # tau = 0 has no flipped samples: left blank
     paths = [
-        heatmap(
-            acc,
-            "tau",
-            "n_snr2",
-            out / "stage_phase.png",
+        phase_map(
+            ds["t1_train_acc_noisy"],
+            "flipped accuracy (observed labels) at t1",
+            "stage_phase.png",
+            "Stage I: flipped samples still carry their true label",
             vmin=0,
             vmax=1,
-            title="Stage I: flipped samples still carry their true label",
-            overlay=stage_boundary,
-            cmap="magma",
-        )
+        ),
+        phase_map(
+            ds["stage_one_exists"].astype(float).where(noisy),
+            "fraction of seeds with Stage I",
+            "stage_one_exists.png",
+            ">= 90% of flipped samples above log 2 at t1",
+            vmin=0,
+            vmax=1,
+        ),
+        phase_map(
+            ds["test_err"].isel(step=-1),
+            "final test error (true labels)",
+            "final_test_error.png",
+            "End of training",
+            vmin=0,
+        ),
     ]
-    exists = ds["stage_one_exists"].astype(float).where(ds["tau"] > 0)
-    exists.name = "fraction of seeds with Stage I"
-    paths.append(
-        heatmap(
-            exists,
-            "tau",
-            "n_snr2",
-            out / "stage_one_exists.png",
-            vmin=0,
-            vmax=1,
-            title=">= 90% of flipped samples above log 2 at t1",
-            overlay=stage_boundary,
-            cmap="magma",
-        )
-    )
-    err = ds["test_err"].isel(step=-1)
-    err.name = "final test error (true labels)"
-    paths.append(
-        heatmap(
-            err,
-            "tau",
-            "n_snr2",
-            out / "final_test_error.png",
-            vmin=0,
-            title="End of training",
-            overlay=stage_boundary,
-            cmap="magma",
-        )
-    )
     run = representative_run(ds, tau=0.2, n_snr2=8.0)
     paths.append(
         run_trajectories(
