@@ -33,6 +33,7 @@ def manager(out: Path, *, read_only: bool = False) -> ocp.CheckpointManager:
         enable_async_checkpointing=not read_only,
         create=False,
         read_only=read_only,
+        cleanup_tmp_directories=not read_only,  # checkpoints cut off mid-write
         # Only process 0 writes; the others never touch the directory.
         multiprocessing_options=ocp.options.MultiprocessingOptions(
             primary_host=0, active_processes={0}
@@ -53,14 +54,21 @@ def save_chunk(
     mngr.save(int(runs_C[0]), args=ocp.args.Composite(**items), force=True)
 
 
-def saved_runs(mngr: ocp.CheckpointManager) -> dict[int, list[int]]:
-    """Finished checkpoints: first run index -> the chunk's run indices."""
+def saved_runs(mngr: ocp.CheckpointManager, *, verify: bool = False) -> dict[int, list[int]]:
+    """Finished checkpoints: first run index -> the chunk's run indices.
+
+    With `verify`, every item is read back and a checkpoint that fails is left out.
+    """
     out = {}
     for step in mngr.all_steps():
         try:
-            meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-            out[step] = list(meta["meta"]["runs"])
-        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+            items = {"meta": ocp.args.JsonRestore()}
+            if verify:
+                present = [p.name for p in (mngr.directory / str(step)).iterdir()]
+                items |= {n: ocp.args.StandardRestore() for n in STAGE_NAMES if n in present}
+            restored = mngr.restore(step, args=ocp.args.Composite(**items))
+            out[step] = list(restored["meta"]["runs"])
+        except Exception:  # noqa: BLE001  any unreadable checkpoint is redone, whatever failed
             continue
     return out
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from noisyjax import faults
 from noisyjax.config import HPARAM_FIELDS
 from noisyjax.grid import SHAPE_AXES, RunTable, Sweep
 
@@ -59,6 +60,7 @@ def write_chunk(out: Path, runs_C: np.ndarray, metrics: dict[str, np.ndarray], p
     """Save one chunk's metrics with its run indices and the sweep fingerprint."""
     path = out / CHUNK_DIR / f"runs-{int(runs_C[0]):08d}-{len(runs_C):06d}.npz"
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        faults.reach("chunk-write")
         np.savez(
             fh,
             __runs__=runs_C,
@@ -130,6 +132,7 @@ def to_dataset(
 def write_dataset(ds: xr.Dataset, path: Path) -> None:
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="h5netcdf")
+        faults.reach("results-write")
 
 
 def load_sweep(directory: str | os.PathLike) -> xr.Dataset:
@@ -140,4 +143,10 @@ def load_sweep(directory: str | os.PathLike) -> xr.Dataset:
             f"sweep directory {str(directory)!r} has no {RESULTS}: allowed a "
             "directory written by a finished `python -m sweeps.grid`"
         )
-    return xr.load_dataset(path, engine="h5netcdf")
+    try:
+        return xr.load_dataset(path, engine="h5netcdf")
+    except (OSError, ValueError) as err:
+        raise SweepDirError(
+            f"sweep directory {str(directory)!r}: {RESULTS} is unreadable ({type(err).__name__}): "
+            "allowed a complete results file; rerun the sweep with --resume"
+        ) from None

@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from noisyjax import checkpoints, distributed
+from noisyjax import checkpoints, distributed, faults
 from noisyjax.grid import Sweep
 from noisyjax.results import (
     CHUNK_DIR,
@@ -160,6 +160,7 @@ def run_sweep(
         for runs_C, metrics, snapshots in distributed.share(plan, todo, run_chunks, timing):
             if lead:
                 checkpoints.save_chunk(mngr, runs_C, snapshots, chunk_meta(plan, runs_C, metrics))
+                faults.reach("checkpoint")
                 write_chunk(out, runs_C, metrics, print_)
             bar.update(len(runs_C))
     if not lead:
@@ -193,10 +194,14 @@ def consistent_chunks(out: Path, print_: str, n_runs: int, mngr) -> np.ndarray:
     A chunk file without its checkpoint (or the reverse, or a corrupt file) is redone, never
     trusted, so a sweep killed at any point resumes to the same results and checkpoints.
     """
+    for stray in [*out.glob(".*.tmp"), *(out / CHUNK_DIR).glob(".*.tmp")]:
+        stray.unlink()  # a write that was cut off: never read, removed
     done, _, bad = read_chunks(out, print_, n_runs)
     for path in bad:
         path.unlink()
-    saved = checkpoints.saved_runs(mngr)
+    saved = checkpoints.saved_runs(mngr, verify=True)
+    for step in set(mngr.all_steps()) - set(saved):
+        mngr.delete(step)  # unreadable
     for step, runs in saved.items():
         if not done[runs].all():
             mngr.delete(step)

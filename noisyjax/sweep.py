@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from noisyjax import faults
 from noisyjax.config import HPARAM_FIELDS, Config, ConfigError, HParams, Sizes
 from noisyjax.grid import RunTable, Sweep, expand
 from noisyjax.metrics import METRIC_NAMES
@@ -247,12 +248,14 @@ def run_chunks(
             # Placed explicitly: with several processes JAX refuses to shard host arrays itself.
             args = jax.device_put(args, sharding)
             if compiled is None:
+                faults.reach("compile")
                 t0 = time.perf_counter()
                 compiled = fn.lower(*args).compile()
                 timing.compile_s += time.perf_counter() - t0
             t0 = time.perf_counter()
             out = jax.device_get(compiled(*args))
             timing.run_s += time.perf_counter() - t0
+            faults.reach("chunk")
             count = len(runs_C)
             metrics, snapshots = jax.tree.map(
                 lambda v, c=count: np.asarray(v).reshape((-1,) + v.shape[2:])[:c], out

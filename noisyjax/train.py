@@ -25,7 +25,7 @@ from noisyjax.decomposition import (
 )
 from noisyjax.metrics import measure, test_errors
 from noisyjax.model import Params, apply, init_params, output, preactivations
-from noisyjax.stages import Stages, init_stages, observe, summary
+from noisyjax.stages import NEVER, Stages, init_stages, observe, summary
 
 Metrics = dict[str, jax.Array]
 
@@ -40,6 +40,7 @@ class TrainState(NamedTuple):
     rho_under: jax.Array  # (J, M, N): accumulated non-positive increments
     step: jax.Array  # () int32
     stages: Stages | None = None  # transition times, probes and snapshots
+    diverged_at: jax.Array | None = None  # () int32: first step with a non-finite loss, or -1
 
     @property
     def rho(self) -> jax.Array:
@@ -100,7 +101,7 @@ def train_step(
     def loss_fn(params: Params) -> jax.Array:
         return jnp.sum(weight_N * jax.nn.softplus(-labels_N * apply(params, train.x, cfg)))
 
-    grads = jax.grad(loss_fn)(state.params)
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
     with jax.numpy_dtype_promotion("standard"):  # optax mixes int counters and floats
         updates, opt_state = opt.update(grads, state.opt_state, state.params)
     if cfg.exact_recursion:
@@ -125,7 +126,23 @@ def train_step(
         rho_under=state.rho_under + jnp.minimum(drho_JMN, 0.0),
         step=state.step + 1,
         stages=stages,
+        diverged_at=divergence(state, loss),
     )
+
+
+def divergence(state: TrainState, loss: jax.Array) -> jax.Array:
+    """The first step whose training loss is NaN or inf (the weights have blown up), else -1."""
+    first = (state.diverged_at == NEVER) & ~jnp.isfinite(loss)
+    return jnp.where(first, state.step, state.diverged_at)
+
+
+def mask_diverged(metrics: Metrics, diverged_at: jax.Array) -> Metrics:
+    """NaN for every float metric logged at or after the step where the run diverged."""
+    after_T = (diverged_at != NEVER) & (metrics["step"] >= diverged_at)
+    return {
+        name: jnp.where(after_T, jnp.nan, v) if jnp.issubdtype(v.dtype, jnp.floating) else v
+        for name, v in metrics.items()
+    }
 
 
 def fit(
@@ -159,7 +176,9 @@ def fit(
         zeros_JMN,
         jnp.zeros((), jnp.int32),
     )
-    state0 = state0._replace(stages=init_stages(state0, cfg))
+    state0 = state0._replace(
+        stages=init_stages(state0, cfg), diverged_at=jnp.asarray(NEVER, jnp.int32)
+    )
 
     def log_point(state: TrainState) -> Metrics:
         return {
@@ -189,8 +208,17 @@ def fit(
     # The final state is checked too; no step is taken from it, so it has no t_cross.
     z_N = train.y_obs * apply(state.params, train.x, cfg)
     final_err = test_errors(state.params, test, cfg)["test_err"]
-    state = state._replace(stages=observe(state.stages, state, z_N, final_err, None, train))
-    return state, {**metrics, **summary(state.stages)}
+    final_loss = jnp.sum(jnp.where(train.mask, jax.nn.softplus(-z_N), 0.0))
+    state = state._replace(
+        stages=observe(state.stages, state, z_N, final_err, None, train),
+        diverged_at=divergence(state, final_loss),
+    )
+    divergence_summary = {
+        "diverged": state.diverged_at != NEVER,
+        "diverged_step": state.diverged_at,
+    }
+    metrics = mask_diverged(metrics, state.diverged_at)
+    return state, {**metrics, **summary(state.stages), **divergence_summary}
 
 
 def make_train(cfg: Config) -> Callable[..., tuple[TrainState, Metrics]]:

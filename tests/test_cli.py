@@ -146,6 +146,17 @@ BAD_INPUTS = [
     (["--resume"], "has no config.json"),
     (["--process-id", "1"], "need --distributed"),
     (["--engine", "warp"], "invalid choice"),
+    (["--set", "eta=nan"], "eta=nan"),
+    (["--set", "sigma_p=inf"], "sigma_p=inf"),
+    (["--axis", "eta=0.1,nan"], "axis eta=nan"),
+    (["--set", "label_noise_gd=maybe"], "label_noise_gd='maybe'"),
+    (["--set", "steps=10.5"], "steps='10.5'"),
+    (["--set", "log_every=7"], "log_every=7"),
+    (["--axis", "tau_plus=0.1,0.2"], "axis tau"),  # conflicts with the preset's tau axis
+    (["--axis", "d=range:100:50:10"], "axis d"),
+    (["--set", "snapshot_stages=t1,t7"], "snapshot_stages"),
+    (["--heatmap", "nonsense"], "--heatmap='nonsense'"),
+    (["--vector-runs", "0"], "--vector-runs=0"),
 ]
 
 

@@ -93,3 +93,17 @@ def test_bad_grid_values_are_rejected_before_running():
         Sweep("t", CFG, HP, (Axis("n_snr2", (1.0,)), Axis("mu_norm", (1.0,))))
     with pytest.raises(nj.ConfigError, match="seeds=0"):
         Sweep("t", CFG, HP, (), seeds=0)
+
+
+def test_a_diverging_run_is_flagged_and_leaves_its_chunk_untouched():
+    cfg = CFG.replace(activation="relu_q", q=3.0)  # cubic growth: a large step blows up
+    hp = HP.replace(sigma_0=0.1, eta=0.001)
+    _, calm = run_all(Sweep("t", cfg, hp, (Axis("eta", (0.001, 0.002)),), seeds=2), chunk_runs=8)
+    _, mixed = run_all(Sweep("t", cfg, hp, (Axis("eta", (0.001, 1e6)),), seeds=2), chunk_runs=8)
+    np.testing.assert_array_equal(mixed["diverged"], [False, False, True, True])
+    assert np.all(mixed["diverged_step"][2:] >= 0) and np.all(mixed["diverged_step"][:2] == -1)
+    for run in (2, 3):  # metrics from the step of divergence on are masked, earlier ones kept
+        after = mixed["step"][run] >= mixed["diverged_step"][run]
+        assert after.any() and np.all(np.isnan(mixed["train_loss"][run][after]))
+        assert np.all(np.isfinite(mixed["train_loss"][run][~after]))
+    assert_same(cell(mixed, np.array([0, 1])), cell(calm, np.array([0, 1])))  # bit for bit
