@@ -1,5 +1,7 @@
 """Stage transitions found inside the compiled run, their snapshots, and the Orbax checkpoints."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -110,8 +112,19 @@ def test_checkpoints_reload_to_the_recorded_numbers(tmp_path):
         "log_every=1",
         "--set",
         "steps=40",
+        "--heatmap",
+        "t2",
+        "--matmul-precision",
+        "highest",
     ]
-    assert grid.main(args) == 0
+    try:
+        assert grid.main(args) == 0
+    finally:
+        jax.config.update("jax_default_matmul_precision", None)  # the CLI sets it globally
+    assert (out / "heatmap_t2.png").stat().st_size > 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["environment"]["matmul_precision"] == "highest"
+    assert "heatmap_t2.png" in config["figures"]
     ds = nj.load_sweep(out)
     for tau, seed in ((0.1, 0), (0.3, 1)):
         cell = {"tau": tau, "n_snr2": 8.0, "seed": seed}
