@@ -145,7 +145,7 @@ def run_sweep(
     mngr = checkpoints.manager(out) if lead else None
     if lead:
         if resume:
-            done = consistent_chunks(out, print_, table.n_runs, mngr)
+            done, _ = consistent_chunks(out, print_, table.n_runs, mngr, verify=True)
         write_json(out / CONFIG, header)
     done = distributed.broadcast(done)
     todo = np.flatnonzero(~done)
@@ -166,9 +166,8 @@ def run_sweep(
     if not lead:
         return xr.Dataset()
     mngr.wait_until_finished()  # every snapshot is on disk before results are declared
-    done = consistent_chunks(out, print_, table.n_runs, mngr)
+    done, metrics = consistent_chunks(out, print_, table.n_runs, mngr)
     mngr.close()
-    _, metrics, _ = read_chunks(out, print_, table.n_runs)
     if not done.all():
         raise SweepDirError(
             f"sweep {str(out)!r} is missing {int((~done).sum())} runs after "
@@ -188,18 +187,22 @@ def run_sweep(
     return ds
 
 
-def consistent_chunks(out: Path, print_: str, n_runs: int, mngr) -> np.ndarray:
-    """Runs whose chunk file and stage checkpoint are both complete; remove the rest.
+def consistent_chunks(
+    out: Path, print_: str, n_runs: int, mngr, *, verify: bool = False
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Runs whose chunk file and stage checkpoint are both complete, and their metrics; the
+    rest is removed.
 
     A chunk file without its checkpoint (or the reverse, or a corrupt file) is redone, never
-    trusted, so a sweep killed at any point resumes to the same results and checkpoints.
+    trusted, so a sweep killed at any point resumes to the same results and checkpoints. With
+    `verify` (on resume) every checkpoint is read back in full.
     """
     for stray in [*out.glob(".*.tmp"), *(out / CHUNK_DIR).glob(".*.tmp")]:
         stray.unlink()  # a write that was cut off: never read, removed
-    done, _, bad = read_chunks(out, print_, n_runs)
+    done, metrics, bad = read_chunks(out, print_, n_runs)
     for path in bad:
         path.unlink()
-    saved = checkpoints.saved_runs(mngr, verify=True)
+    saved = checkpoints.saved_runs(mngr, verify=verify)
     for step in set(mngr.all_steps()) - set(saved):
         mngr.delete(step)  # unreadable
     for step, runs in saved.items():
@@ -213,7 +216,7 @@ def consistent_chunks(out: Path, print_: str, n_runs: int, mngr) -> np.ndarray:
             runs = z["__runs__"]
         if not covered[runs].all():
             path.unlink()
-    return done & covered
+    return done & covered, metrics
 
 
 def chunk_meta(plan: Plan, runs_C: np.ndarray, metrics: dict[str, np.ndarray]) -> dict:
