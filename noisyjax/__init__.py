@@ -1,5 +1,6 @@
 """noisyjax: label noise and the two stages of feature learning (Han et al., ICML 2025) in JAX."""
 
+from noisyjax.checkpoints import load_run_data, load_stage
 from noisyjax.config import Config, ConfigError, HParams, Sizes
 from noisyjax.data import Batch, realized_rates, sample
 from noisyjax.decomposition import Geometry, geometry, rebuild_displacement
@@ -8,11 +9,16 @@ from noisyjax.metrics import METRIC_NAMES, measure
 from noisyjax.model import activation, apply, init_params, preactivations
 from noisyjax.results import SweepDirError, load_sweep
 from noisyjax.runner import run_sweep
+from noisyjax.stages import NEVER, Snapshot
 from noisyjax.sweep import Plan, plan
 from noisyjax.train import TrainState, fit, make_train
 
 __all__ = [
     "METRIC_NAMES",
+    "NEVER",
+    "Snapshot",
+    "load_run_data",
+    "load_stage",
     "Axis",
     "Batch",
     "Config",
