@@ -98,36 +98,50 @@ def load_stage(sweep_dir: str | Path, stage: str, **coords: Any) -> Snapshot:
     remaining sweep dimensions first. `w` is (..., 2, m, d) and `rho_*` (..., 2, m, n) at the
     bucket's padded n and d; when every selected run has the same n and d they are trimmed to
     them. `step` is the step of the snapshot (-1 where the transition never happened, in which
-    case the arrays hold the initial state).
+    case the arrays hold the initial state). Runs of different m cannot be stacked: select one m.
     """
-    from noisyjax.results import load_sweep
+    from noisyjax.results import SweepDirError, load_sweep
 
     if stage not in STAGE_NAMES:
         raise ConfigError(f"stage={stage!r} is invalid: allowed one of " + ", ".join(STAGE_NAMES))
     sweep_dir = Path(sweep_dir)
     ds = load_sweep(sweep_dir)
+    kept = json.loads(ds.attrs["sweep"])["cfg"]["snapshot_stages"]
+    if stage not in kept:
+        raise ConfigError(f"stage={stage!r} is invalid: this sweep kept " + ", ".join(kept))
     selection = run_index(ds, coords)
     wanted = np.atleast_1d(selection.values).ravel()
+    if len(np.unique(ds["m"].values.ravel()[wanted])) > 1:
+        raise ConfigError(
+            f"coordinates {coords} are invalid: they select runs of different m; "
+            "allowed a selection with one m (select m=...)"
+        )
+    wanted_set = set(wanted.tolist())
     mngr = manager(sweep_dir, read_only=True)
     found: dict[int, dict[str, np.ndarray]] = {}
-    for step, runs in saved_runs(mngr).items():
-        hit = [r for r in runs if r in set(wanted.tolist())]
-        if not hit:
-            continue
-        restored = mngr.restore(
-            step, args=ocp.args.Composite(**{stage: ocp.args.StandardRestore()})
-        )
-        if restored.get(stage) is None:
-            raise ConfigError(
-                f"stage={stage!r} is invalid: this sweep kept "
-                + ", ".join(json.loads(ds.attrs["sweep"])["cfg"]["snapshot_stages"])
+    try:
+        for step, runs in saved_runs(mngr).items():
+            position = {r: i for i, r in enumerate(runs) if r in wanted_set}
+            if not position:
+                continue
+            restored = mngr.restore(
+                step, args=ocp.args.Composite(**{stage: ocp.args.StandardRestore()})
             )
-        for r in hit:
-            found[r] = {k: np.asarray(v)[runs.index(r)] for k, v in restored[stage].items()}
-    mngr.close()
-    missing = sorted(set(wanted.tolist()) - set(found))
+            for r, i in position.items():
+                found[r] = {k: np.asarray(v)[i] for k, v in restored[stage].items()}
+    except Exception as err:  # noqa: BLE001  whatever Orbax raises on a damaged checkpoint
+        raise SweepDirError(
+            f"sweep {str(sweep_dir)!r}: stage checkpoint unreadable "
+            f"({type(err).__name__}): rerun the sweep with --resume"
+        ) from None
+    finally:
+        mngr.close()
+    missing = sorted(wanted_set - set(found))
     if missing:
-        raise ConfigError(f"sweep {str(sweep_dir)!r} has no {stage} snapshot for runs {missing}")
+        raise SweepDirError(
+            f"sweep {str(sweep_dir)!r} has no {stage} snapshot for runs "
+            f"{missing[:10]}: rerun the sweep with --resume"
+        )
     stacked = {k: np.stack([found[r][k] for r in wanted]) for k in Snapshot._fields}
     shape = selection.shape
     out = {k: v.reshape(shape + v.shape[1:]) for k, v in stacked.items()}

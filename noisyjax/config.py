@@ -123,9 +123,13 @@ class Config:
         check_real("q", self.q, 1.0, 16.0, open_low=True)
         check_real("leaky_slope", self.leaky_slope, 0.0, 1.0, open_high=True)
         check_choice("noise", self.noise, NOISE_KINDS)
+        if self.noise == "orthogonal" and self.d < 2:
+            fail("d", self.d, "an integer >= 2 with noise 'orthogonal' (xi is orthogonal to mu)")
         check_choice("signal", self.signal, SIGNAL_KINDS)
         check_choice("flip", self.flip, FLIP_MODES)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.optimizer == "adam" and self.d < self.n + 1:
+            fail("d", self.d, f"an integer >= n + 1 = {self.n + 1} with optimizer 'adam'")
         check_int("batch_size", self.batch_size)
         if self.optimizer == "sgd" and self.batch_size > self.n:
             fail(

@@ -24,6 +24,7 @@ SHAPE_AXES = ("n", "d", "m")
 # n SNR^2 = n ||mu||^2 / (sigma_p^2 d) takes the given value (SCIENCE.md section 2).
 DERIVED_AXES = {"tau": ("tau_plus", "tau_minus"), "n_snr2": ("mu_norm",)}
 AXIS_NAMES = HPARAM_FIELDS + SHAPE_AXES + tuple(DERIVED_AXES)
+MAX_VALUES = 100_000  # values per axis
 SPEC_HELP = "a list 'a,b,c', 'lin:START:STOP:NUM', 'log:START:STOP:NUM' or 'range:START:STOP:STEP'"
 
 
@@ -57,11 +58,13 @@ def parse_values(name: str, spec: str) -> tuple[float | int, ...]:
             kind, *parts = spec.split(":")
             if kind == "range":
                 start, stop, step = (float(p) for p in parts)
+                if step == 0 or abs((stop - start) / step) > MAX_VALUES:
+                    raise ValueError
                 values = np.arange(start, stop, step).tolist()
             elif kind in ("lin", "log") and len(parts) == 3:
                 start, stop = float(parts[0]), float(parts[1])
                 num = int(parts[2])
-                if num < 1 or (kind == "log" and (start <= 0 or stop <= 0)):
+                if not 1 <= num <= MAX_VALUES or (kind == "log" and (start <= 0 or stop <= 0)):
                     raise ValueError
                 values = (
                     np.linspace(start, stop, num)
@@ -72,10 +75,13 @@ def parse_values(name: str, spec: str) -> tuple[float | int, ...]:
                 raise ValueError
         else:
             values = [float(v) for v in spec.split(",")]
+        if not all(np.isfinite(values)) or len(values) > MAX_VALUES:
+            raise ValueError
         if integer and any(float(v) != round(float(v)) for v in values):
             raise ValueError
-        out = tuple(convert(round(v, 12)) if not integer else int(round(v)) for v in values)
-    except (ValueError, TypeError):
+        # 12 significant digits: drops linspace noise (0.30000000000000004), keeps 1e-13.
+        out = tuple(int(round(v)) if integer else convert(float(f"{v:.12g}")) for v in values)
+    except (ValueError, TypeError, OverflowError, ZeroDivisionError):
         fail(f"axis {name}", spec, SPEC_HELP + (" of integers" if integer else ""))
     return out
 
@@ -191,6 +197,14 @@ def expand(sweep: Sweep) -> RunTable:
             source = "tau" if field.startswith("tau_") and "tau" in derived else field
             source = "n_snr2" if field == "mu_norm" and "n_snr2" in derived else source
             fail(source, float(col[np.argmax(bad)]), hparam_allowed(field))
+    if sweep.cfg.optimizer == "adam" and np.any(columns["n"] + 1 > columns["d"]):
+        bad = int(np.argmax(columns["n"] + 1 > columns["d"]))
+        fail(
+            "d",
+            int(columns["d"][bad]),
+            f"d >= n + 1 = {int(columns['n'][bad]) + 1} with "
+            "optimizer 'adam' (its coefficients project onto span{mu, xi_1..xi_n})",
+        )
     for name in SHAPE_AXES:
         if name in [a.name for a in sweep.axes]:
             for value in np.unique(columns[name]):

@@ -59,7 +59,7 @@ def activation(cfg: Config) -> Callable[[jax.Array], jax.Array]:
 def init_params(
     key: jax.Array, cfg: Config, hp: HParams | None = None, sizes: Sizes | None = None
 ) -> Params:
-    """w_{j,r} ~ N(0, sigma_0^2 I_d), each filter from its own key so padding over m, d is exact."""
+    """w_{j,r} ~ N(0, sigma_0^2 I_d), each filter from its own key (padding over d is exact)."""
     hp = HParams() if hp is None else hp
     sizes = Sizes.full(cfg) if sizes is None else sizes
     dtype = cfg.float_dtype

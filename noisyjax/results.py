@@ -32,9 +32,10 @@ class SweepDirError(ValueError):
     """A sweep directory cannot be used as asked (exists, differs, unwritable, corrupt)."""
 
 
-def fingerprint(sweep: Sweep) -> str:
-    """A hash of everything that determines a sweep's results."""
-    text = json.dumps(sweep.to_dict(), sort_keys=True)
+def fingerprint(sweep: Sweep, numerics: dict[str, Any] | None = None) -> str:
+    """A hash of the sweep's settings and of the numerics that decide its rounding (vector
+    widths, backend, matmul precision): a resume must match both."""
+    text = json.dumps({"sweep": sweep.to_dict(), "numerics": numerics or {}}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -68,7 +68,7 @@ def check_out_dir(out: Path, *, resume: bool, print_: str) -> None:
 
         try:
             previous = json.loads(config.read_text())["fingerprint"]
-        except (ValueError, KeyError) as err:
+        except (ValueError, KeyError, TypeError, OSError) as err:
             raise SweepDirError(f"--resume {str(out)!r}: {CONFIG} is unreadable ({err})") from None
         if previous != print_:
             raise SweepDirError(
@@ -114,6 +114,15 @@ def environment() -> dict[str, Any]:
     }
 
 
+def numerics(plan: Plan) -> dict[str, Any]:
+    """What besides the settings decides a run's last bits (part of the fingerprint)."""
+    return {
+        "vector_runs": [b.vector_runs for b in plan.buckets],
+        "backend": jax.default_backend(),
+        "matmul_precision": str(jax.config.jax_default_matmul_precision or "default"),
+    }
+
+
 def run_sweep(
     plan: Plan,
     out: Path,
@@ -128,7 +137,7 @@ def run_sweep(
     process 0 writes all files.
     """
     sweep, table = plan.sweep, plan.table
-    print_ = fingerprint(sweep)
+    print_ = fingerprint(sweep, numerics(plan))
     lead = jax.process_index() == 0
     if lead:
         check_out_dir(out, resume=resume, print_=print_)

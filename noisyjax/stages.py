@@ -73,7 +73,11 @@ def init_stages(state, cfg: Config) -> Stages:
         probes={t: {p: nan for p in PROBES} for t in TRANSITIONS},
         test_err=nan,
         best_test_err=jnp.asarray(jnp.inf, dtype),
-        snapshots={t: snapshot_of(state) for t in TRANSITIONS if t in cfg.snapshot_stages},
+        snapshots={
+            t: snapshot_of(state)._replace(step=never)
+            for t in TRANSITIONS
+            if t in cfg.snapshot_stages
+        },
     )
 
 
@@ -106,12 +110,11 @@ def observe(
 ) -> Stages:
     """Update the transitions with the state W(t) (margins z_N = y_obs f, step = state.step).
 
-    `test_err` is None on steps without a test evaluation; `noise_over_signal` is None on the
-    final state, from which no step is taken.
+    `test_err` is the latest evaluated test error (it may be up to eval_every - 1 steps old, and
+    so are the `test_err` probes); `noise_over_signal` is None on the final state, from which no
+    step is taken.
     """
     t = state.step
-    if test_err is None:
-        test_err = stages.test_err
     fitted_N = (z_N > 0) | ~train.mask
     hits = {
         "t1": jnp.all(fitted_N | train.flipped),

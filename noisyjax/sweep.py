@@ -1,8 +1,8 @@
 """Sweep execution: static buckets, memory-budgeted chunks, one jitted vmapped program per bucket.
 
-Runs are grouped by their static shape: m and the engine settings are compiled per value
-(bucketing), while n and d are padded to the largest value in the bucket with masks whose
-results equal the unpadded run (`noisyjax.Sizes`).
+Runs are grouped by m, compiled once per value (bucketing), while n and d are padded to the
+largest value in the bucket with masks; a padded run equals the unpadded one up to the rounding
+of longer sums (`noisyjax.Sizes`; 1e-10 in float64).
 
 Inside a compiled chunk the runs are laid out as (devices, groups, V): the device axis is
 sharded, groups run one after another (`lax.map`) and the V runs of a group are vmapped. The
@@ -85,7 +85,8 @@ class Plan:
                     "vector_runs": b.vector_runs,
                     "chunks": len(b.chunks),
                     "bytes_per_run": b.bytes_per_run,
-                    "bytes_per_chunk": b.bytes_per_run * b.vector_runs * self.n_devices,
+                    "bytes_per_chunk": b.bytes_per_run * b.vector_runs * self.n_devices
+                    + output_bytes(b.cfg) * b.chunk_runs,
                     "snapshot_bytes": snapshot_bytes(b.cfg) * len(b.runs),
                 }
                 for b in self.buckets
@@ -108,6 +109,12 @@ def bytes_per_run(cfg: Config) -> int:
         + 2 * (len(cfg.snapshot_stages) + 1) * 2 * m * (d + 2 * n)  # snapshots, in and out
     )
     return int(SAFETY * floats * jnp.dtype(cfg.dtype).itemsize)
+
+
+def output_bytes(cfg: Config) -> int:
+    """Bytes of one run's outputs held for a whole chunk: trajectories, scalars, snapshots."""
+    trajectories = cfg.n_logs * (len(METRIC_NAMES) + 1) + 64
+    return trajectories * jnp.dtype(cfg.dtype).itemsize + snapshot_bytes(cfg)
 
 
 def snapshot_bytes(cfg: Config) -> int:
@@ -166,6 +173,8 @@ def plan(
         width = vector_runs or int(max(1, min(default_width, budget // (per_run * n_dev))))
         step = n_dev * width
         wanted = chunk_runs or math.ceil(len(runs) / min_chunks)
+        if chunk_runs is None:  # a chunk's outputs (metrics, snapshots) get half the budget
+            wanted = min(wanted, max(1, budget // (2 * output_bytes(cfg))))
         size = max(1, math.ceil(wanted / step)) * step
         buckets.append(Bucket(cfg, runs, int(size), int(width), per_run))
     return Plan(sweep, table, tuple(buckets), n_dev, int(budget))

@@ -69,7 +69,7 @@ def step_labels_and_weights(
     return labels_N, (rank_N < cfg.batch_size).astype(dtype) / cfg.batch_size
 
 
-def evaluated_test_err(state: TrainState, test: Batch, cfg: Config) -> jax.Array | None:
+def evaluated_test_err(state: TrainState, test: Batch, cfg: Config) -> jax.Array:
     """True-label test error of W(t) on evaluation steps (every cfg.eval_every), else the last."""
     if cfg.eval_every == 1:
         return test_errors(state.params, test, cfg)["test_err"]

@@ -22,6 +22,7 @@ from typing import NoReturn
 
 from noisyjax.config import ConfigError, fail
 from noisyjax.grid import Sweep, parse_axis
+from noisyjax.results import SweepDirError
 from sweeps.overrides import apply_sets, parse_heatmap, parse_size
 
 EXIT_USAGE = 2
@@ -72,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-memory",
         default=None,
         metavar="SIZE",
-        help="memory budget per chunk, e.g. 2G or 512M (default: from the devices)",
+        help="memory budget of the runs in flight at once (vectorized runs and a "
+        "chunk's outputs), e.g. 2G or 512M (default: from the devices)",
     )
     p.add_argument(
         "--chunk-runs",
@@ -142,18 +144,17 @@ def resolve(args: argparse.Namespace) -> tuple[Sweep, object]:
     if name not in PRESETS:
         fail("--preset", name, "one of " + ", ".join(sorted(PRESETS)))
     sweep, figures = PRESETS[name]()
-    if args.heatmap:
-        from sweeps.presets import with_heatmaps
-
-        figures = with_heatmaps(figures, [parse_heatmap(spec, sweep) for spec in args.heatmap])
+    for spec in args.axis:
+        sweep = sweep.with_axis(parse_axis(spec))
     sweep = apply_sets(sweep, args.set)
     if args.engine:
         sweep = dataclasses.replace(sweep, cfg=sweep.cfg.replace(engine=args.engine))
-    for spec in args.axis:
-        axis = parse_axis(spec)
-        sweep = sweep.with_axis(axis)
     if args.seeds is not None:
         sweep = dataclasses.replace(sweep, seeds=args.seeds)
+    if args.heatmap:  # after the axes: a heatmap may use an axis added on the command line
+        from sweeps.presets import with_heatmaps
+
+        figures = with_heatmaps(figures, [parse_heatmap(spec, sweep) for spec in args.heatmap])
     return sweep, figures
 
 
@@ -173,6 +174,12 @@ def main(argv: list[str] | None = None) -> int:
         cluster = (args.coordinator, args.num_processes, args.process_id)
         if not args.distributed and any(v is not None for v in cluster):
             raise UsageError("--coordinator, --num-processes and --process-id need --distributed")
+        if args.num_processes is not None and args.num_processes < 1:
+            fail("--num-processes", args.num_processes, "an integer >= 1")
+        if args.process_id is not None and not (
+            0 <= args.process_id < (args.num_processes or args.process_id + 1)
+        ):
+            fail("--process-id", args.process_id, "an integer in [0, --num-processes)")
         for flag, value in (
             ("--chunk-runs", args.chunk_runs),
             ("--vector-runs", args.vector_runs),
@@ -183,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         max_memory = parse_size(args.max_memory) if args.max_memory is not None else None
         sweep, figures = resolve(args)
         return execute(args, sweep, figures, max_memory)
-    except (UsageError, ConfigError) as err:
+    except (UsageError, ConfigError, SweepDirError) as err:
         print(f"sweeps.grid: error: {err}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -192,16 +199,19 @@ def execute(args: argparse.Namespace, sweep: Sweep, figures, max_memory: int | N
     import jax
 
     from noisyjax import distributed
-    from noisyjax.results import SweepDirError
     from noisyjax.runner import check_out_dir, default_out, run_sweep
     from noisyjax.sweep import plan
 
     if args.distributed:
-        distributed.initialize(
-            coordinator_address=args.coordinator,
-            num_processes=args.num_processes,
-            process_id=args.process_id,
-        )
+        try:
+            distributed.initialize(
+                coordinator_address=args.coordinator,
+                num_processes=args.num_processes,
+                process_id=args.process_id,
+            )
+        except (ValueError, RuntimeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UsageError(f"--distributed: jax.distributed.initialize failed: {first}") from None
     if sweep.cfg.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     precision = args.matmul_precision or ("highest" if jax.default_backend() == "tpu" else None)
@@ -213,8 +223,9 @@ def execute(args: argparse.Namespace, sweep: Sweep, figures, max_memory: int | N
     out = args.out if args.out is not None else default_out(sweep)
     if args.dry_run:
         from noisyjax.results import fingerprint
+        from noisyjax.runner import numerics
 
-        check_out_dir(out, resume=args.resume, print_=fingerprint(sweep))
+        check_out_dir(out, resume=args.resume, print_=fingerprint(sweep, numerics(plan_)))
         print(
             json.dumps(
                 {

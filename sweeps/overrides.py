@@ -24,7 +24,18 @@ def parse_size(text: str) -> int:
 
 
 def apply_sets(sweep: Sweep, sets: list[str]) -> Sweep:
-    """Apply --set FIELD=VALUE overrides to the static config or the hyperparameters."""
+    """Apply --set FIELD=VALUE overrides to the static config or the hyperparameters.
+
+    A field that an axis sets (directly, or through the derived tau and n_snr2 axes) cannot also
+    be --set: the axis would silently win.
+    """
+    from noisyjax.grid import DERIVED_AXES
+
+    swept = {a.name for a in sweep.axes}
+    for derived, targets in DERIVED_AXES.items():
+        if derived in swept:
+            swept |= set(targets)
+    swept |= {"tau"} if {"tau_plus", "tau_minus"} & swept else set()
     cfg_changes: dict = {}
     hp_changes: dict = {}
     for item in sets:
@@ -32,6 +43,8 @@ def apply_sets(sweep: Sweep, sets: list[str]) -> Sweep:
         field, raw = field.strip(), raw.strip()
         if not sep or not raw:
             fail("--set", item, "FIELD=VALUE")
+        if field in swept:
+            fail("--set", field, "a field that no axis sweeps (use --axis to change the axis)")
         if field == "tau":
             hp_changes["tau_plus"] = hp_changes["tau_minus"] = _number(field, raw)
         elif field in HPARAM_FIELDS:
@@ -78,7 +91,16 @@ def parse_heatmap(spec: str, sweep: Sweep) -> tuple[str, str, str]:
     names = [a.name for a in sweep.axes]
     var, *xy = spec.split(":")
     known = set(METRIC_NAMES) | set(TRANSITIONS) | {f"{t}_{p}" for t in TRANSITIONS for p in PROBES}
-    known |= {"stage_one_exists", "best_test_err", "tau_plus_realized", "tau_minus_realized"}
+    known |= {
+        "stage_one_exists",
+        "best_test_err",
+        "tau_plus_realized",
+        "tau_minus_realized",
+        "flip_rate_realized",
+        "diverged",
+        "diverged_step",
+    }
+    known.discard("step")
     if var not in known:
         fail(
             "--heatmap",

@@ -131,7 +131,7 @@ def test_list_presets():
 BAD_INPUTS = [
     (["--preset", "nope"], "--preset='nope'"),
     (["--set", "colour=3"], "--set='colour'"),
-    (["--set", "tau=0.5"], "tau_plus=0.5"),
+    (["--set", "sigma_0=-1"], "sigma_0=-1.0"),
     (["--set", "n=-4"], "n=-4"),
     (["--set", "eta=abc"], "eta='abc'"),
     (["--axis", "tau=0.1,0.5"], "tau=0.5"),
@@ -148,7 +148,7 @@ BAD_INPUTS = [
     (["--engine", "warp"], "invalid choice"),
     (["--set", "eta=nan"], "eta=nan"),
     (["--set", "sigma_p=inf"], "sigma_p=inf"),
-    (["--axis", "eta=0.1,nan"], "axis eta=nan"),
+    (["--axis", "eta=0.1,nan"], "axis eta='0.1,nan'"),
     (["--set", "label_noise_gd=maybe"], "label_noise_gd='maybe'"),
     (["--set", "steps=10.5"], "steps='10.5'"),
     (["--set", "log_every=7"], "log_every=7"),
@@ -157,6 +157,13 @@ BAD_INPUTS = [
     (["--set", "snapshot_stages=t1,t7"], "snapshot_stages"),
     (["--heatmap", "nonsense"], "--heatmap='nonsense'"),
     (["--vector-runs", "0"], "--vector-runs=0"),
+    (["--axis", "n=inf"], "axis n='inf'"),
+    (["--axis", "tau=range:0:0.4:0"], "axis tau='range:0:0.4:0'"),
+    (["--set", "tau=0.1"], "--set='tau'"),  # the preset sweeps tau: the axis would win
+    (["--distributed", "--num-processes", "0"], "--num-processes=0"),
+    (["--distributed", "--num-processes", "2", "--process-id", "2"], "--process-id=2"),
+    (["--heatmap", "step"], "--heatmap='step'"),
+    (["--set", "optimizer=adam", "--set", "d=10"], "d=10"),
 ]
 
 
@@ -166,7 +173,7 @@ def test_bad_input_one_line_exit_2_nothing_written(args, needle, tmp_path, capsy
     code = grid.main([*TINY, "--out", str(out), *args])
     err = capsys.readouterr().err
     assert code == 2
-    assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+    assert needle in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert not out.exists()
 
 

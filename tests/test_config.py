@@ -23,6 +23,8 @@ BAD_CONFIGS = [
     ({"leaky_slope": -0.1}, "leaky_slope=-0.1"),
     ({"optimizer": "sgd", "n": 10, "batch_size": 11}, "batch_size=11"),
     ({"engine": "wishart"}, "engine='wishart'"),
+    ({"d": 1}, "d=1"),  # orthogonal noise needs a direction besides mu
+    ({"optimizer": "adam", "n": 20, "d": 15}, "d=15"),
 ]
 
 

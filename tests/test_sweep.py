@@ -80,8 +80,10 @@ def test_plan_respects_memory_budget_and_device_multiple():
     per_run = nj.sweep.bytes_per_run(CFG)
     plan = nj.plan(sweep, max_memory=5 * per_run, min_chunks=1)
     assert plan.buckets[0].vector_runs == 5 and plan.buckets[0].chunk_runs == 30
-    plan = nj.plan(sweep, max_memory=per_run // 2)
-    assert plan.buckets[0].vector_runs == 1 and plan.buckets[0].chunk_runs == 8
+    plan = nj.plan(sweep, max_memory=per_run // 2)  # outputs get half: fewer runs per chunk
+    outputs = nj.sweep.output_bytes(CFG)
+    assert plan.buckets[0].vector_runs == 1
+    assert plan.buckets[0].chunk_runs == max(1, per_run // 2 // (2 * outputs))
     plan = nj.plan(sweep, devices=jax.devices() * 4, chunk_runs=6, vector_runs=2)
     assert plan.buckets[0].chunk_runs == 8 and plan.n_chunks == 4
 
