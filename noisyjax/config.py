@@ -142,7 +142,7 @@ class Config:
         check_int("eval_every", self.eval_every)
         stages = self.snapshot_stages
         if isinstance(stages, str):  # "t1,final" from the command line
-            stages = tuple(s for s in stages.split(",") if s)
+            stages = tuple(s.strip() for s in stages.split(",") if s.strip())
             object.__setattr__(self, "snapshot_stages", stages)
         if (
             not isinstance(stages, tuple)

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 import jax
 import numpy as np
 
+from noisyjax.sweep import chunk_inputs, cut, make_chunk_fn
+
 
 def initialize(
     coordinator_address: str | None = None,
@@ -55,7 +57,7 @@ def share(plan, todo: np.ndarray, run: Callable, timing) -> Iterator[tuple]:
     # Buckets differ in shapes: gather per bucket, so every payload of a round has one shape.
     for bucket in plan.buckets:
         runs = bucket.runs[np.isin(bucket.runs, todo)]
-        chunks = [runs[i : i + bucket.chunk_runs] for i in range(0, len(runs), bucket.chunk_runs)]
+        chunks = cut(runs, bucket.chunk_runs)
         mine = chunks[index::count]
         results = run(plan, np.concatenate(mine) if mine else np.zeros(0, np.int64), timing=timing)
         template = None
@@ -91,8 +93,6 @@ def _pad(x: np.ndarray, width: int, fill) -> np.ndarray:
 
 def chunk_template(plan, bucket) -> tuple[dict, dict]:
     """Empty (0-run) metrics and snapshots of a bucket's chunk, without running anything."""
-    from noisyjax.sweep import chunk_inputs, make_chunk_fn
-
     args = chunk_inputs(plan.table, bucket.runs[:1], bucket.cfg, bucket.vector_runs)
     args = jax.tree.map(lambda a: a.reshape(1, -1), args)
     fn = make_chunk_fn(bucket.cfg, jax.local_devices()[:1], bucket.vector_runs)

@@ -73,9 +73,10 @@ def write_chunk(out: Path, runs_C: np.ndarray, metrics: dict[str, np.ndarray], p
 
 def read_chunks(
     out: Path, print_: str, n_runs: int
-) -> tuple[np.ndarray, dict[str, np.ndarray], list[Path]]:
-    """Load every valid chunk: (done mask (R,), metrics by run, invalid files found)."""
+) -> tuple[dict[Path, np.ndarray], dict[str, np.ndarray], list[Path]]:
+    """Load every valid chunk: (its run indices by file, metrics by run, invalid files found)."""
     done = np.zeros(n_runs, bool)
+    valid: dict[Path, np.ndarray] = {}
     store: dict[str, np.ndarray] = {}
     bad: list[Path] = []
     for path in sorted((out / CHUNK_DIR).glob("runs-*.npz")):
@@ -96,7 +97,8 @@ def read_chunks(
                 store[k] = np.zeros((n_runs,) + v.shape[1:], v.dtype)
             store[k][runs] = v
         done[runs] = True
-    return done, store, bad
+        valid[path] = runs
+    return valid, store, bad
 
 
 def to_dataset(

@@ -23,6 +23,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from noisyjax import checkpoints, distributed, faults
+from noisyjax.config import TRANSITION_NAMES
 from noisyjax.grid import Sweep
 from noisyjax.results import (
     CHUNK_DIR,
@@ -208,21 +209,22 @@ def consistent_chunks(
     """
     for stray in [*out.glob(".*.tmp"), *(out / CHUNK_DIR).glob(".*.tmp")]:
         stray.unlink()  # a write that was cut off: never read, removed
-    done, metrics, bad = read_chunks(out, print_, n_runs)
+    files, metrics, bad = read_chunks(out, print_, n_runs)
     for path in bad:
         path.unlink()
+    done = np.zeros(n_runs, bool)
+    for runs in files.values():
+        done[runs] = True
     saved = checkpoints.saved_runs(mngr, verify=verify)
     for step in set(mngr.all_steps()) - set(saved):
         mngr.delete(step)  # unreadable
-    for step, runs in saved.items():
-        if not done[runs].all():
-            mngr.delete(step)
     covered = np.zeros(n_runs, bool)
-    for runs in checkpoints.saved_runs(mngr).values():
-        covered[runs] = True
-    for path in sorted((out / CHUNK_DIR).glob("runs-*.npz")):
-        with np.load(path) as z:
-            runs = z["__runs__"]
+    for step, runs in saved.items():
+        if done[runs].all():
+            covered[runs] = True
+        else:
+            mngr.delete(step)
+    for path, runs in files.items():
         if not covered[runs].all():
             path.unlink()
     return done & covered, metrics
@@ -234,7 +236,7 @@ def chunk_meta(plan: Plan, runs_C: np.ndarray, metrics: dict[str, np.ndarray]) -
     cells = np.unravel_index(runs_C, sweep.shape)
     coords = {axis.name: [axis.values[i] for i in cells[k]] for k, axis in enumerate(sweep.axes)}
     coords["seed"] = [int(table.seed[r]) for r in runs_C]
-    times = {t: [int(v) for v in metrics[t]] for t in ("t1", "t2", "t_best", "t_cross")}
+    times = {t: [int(v) for v in metrics[t]] for t in TRANSITION_NAMES}
     return {"coords": coords, "stage_times": times}
 
 

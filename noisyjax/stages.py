@@ -21,13 +21,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from noisyjax.config import STAGE_NAMES, TRANSITION_NAMES, Config
+from noisyjax.config import TRANSITION_NAMES, Config
 from noisyjax.data import Batch
 from noisyjax.metrics import LOG2, auroc, masked_mean
 
 NEVER = -1
 TRANSITIONS = TRANSITION_NAMES
-STAGES = STAGE_NAMES
 STAGE_ONE_FRACTION = 0.9
 PROBES = (
     "train_acc_noisy",

@@ -50,9 +50,7 @@ class Bucket:
 
     @property
     def chunks(self) -> list[np.ndarray]:
-        return [
-            self.runs[i : i + self.chunk_runs] for i in range(0, len(self.runs), self.chunk_runs)
-        ]
+        return cut(self.runs, self.chunk_runs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +91,11 @@ class Plan:
             ],
             "snapshot_bytes": sum(snapshot_bytes(b.cfg) * len(b.runs) for b in self.buckets),
         }
+
+
+def cut(runs: np.ndarray, size: int) -> list[np.ndarray]:
+    """Consecutive chunks of `size` runs (the last one may be shorter)."""
+    return [runs[i : i + size] for i in range(0, len(runs), size)]
 
 
 def bytes_per_run(cfg: Config) -> int:
@@ -248,8 +251,7 @@ def run_chunks(
         fn = make_chunk_fn(bucket.cfg, devices, bucket.vector_runs)
         sharding = run_sharding(devices)
         compiled = None
-        for start in range(0, len(runs), bucket.chunk_runs):
-            runs_C = runs[start : start + bucket.chunk_runs]
+        for runs_C in cut(runs, bucket.chunk_runs):
             args = jax.tree.map(
                 lambda a: a.reshape(len(devices), -1),
                 chunk_inputs(plan_.table, runs_C, bucket.cfg, bucket.chunk_runs),

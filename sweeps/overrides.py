@@ -71,8 +71,8 @@ def _number(field: str, raw: str) -> float:
 
 
 def _typed(field: str, raw: str, kind: type):
-    if kind is tuple:  # comma-separated names, e.g. snapshot_stages=t1,final
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if kind is tuple:  # comma-separated names (snapshot_stages=t1,final): Config splits them
+        return raw
     if kind is bool:
         if raw.lower() not in ("true", "false", "1", "0"):
             fail(field, raw, "true or false")
