@@ -2,9 +2,9 @@
 
 w_{j,r}(t) = w_{j,r}(0) + j gamma_{j,r}(t) mu/||mu||^2 + sum_i rho_{j,r,i}(t) xi_i/||xi_i||^2.
 
-Under (minibatch) gradient descent the coefficients follow exact recursions driven by l'_i and
-act', computed here from the pre-activations of the step; other optimizers leave span{mu, xi_i}
-and get the least-squares projection of their update instead.
+Under (minibatch) gradient descent every step moves W inside span{mu, xi_i}, so the coefficients
+follow exact recursions read off the step's coordinates in that basis; other optimizers leave the
+span and get the least-squares projection of their update instead.
 
 Shape letters: N samples, P patches, D dimension, J = 2 signs, M filters, K = N + 1 basis vectors.
 """
@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from noisyjax.config import Config
 from noisyjax.data import Batch
 from noisyjax.engines import AnyBatch, mu_norm2_and_noise_gram
-from noisyjax.model import SIGNS_J, activation_pair, output, second_layer
+from noisyjax.model import SIGNS_J
 
 
 class Geometry(NamedTuple):
@@ -27,7 +27,7 @@ class Geometry(NamedTuple):
 
     mu_norm2: jax.Array  # ||mu||^2
     xi_norm2_N: jax.Array  # ||xi_i||^2 (1 on padding samples, whose xi is 0)
-    gram_b_NN: jax.Array  # <xi_i, xi_k> / (||xi_i||^2 ||xi_k||^2): Gram of the noise basis
+    xi_gram_NN: jax.Array  # <xi_i, xi_k>
     mu_xi_N: jax.Array  # <mu, xi_i> (0 for orthogonal noise)
     basis_KD: jax.Array | None  # [mu/||mu||^2; xi_i/||xi_i||^2], only for projected optimizers
     basis_chol_KK: jax.Array | None  # Cholesky factor of the basis Gram matrix
@@ -37,7 +37,6 @@ def geometry(train: AnyBatch, cfg: Config) -> Geometry:
     """Norms and Gram matrices that the coefficient updates and gradient norms need."""
     mu_norm2, gram_NN, mu_xi_N = mu_norm2_and_noise_gram(train)
     xi_norm2_N = jnp.where(train.mask, jnp.diagonal(gram_NN), 1.0)
-    gram_b_NN = gram_NN / (xi_norm2_N[:, None] * xi_norm2_N[None, :])
     basis_KD = basis_chol_KK = None
     if not cfg.exact_recursion:  # projected optimizers run on the dense engine only
         b_ND = train.x[:, 1] / xi_norm2_N[:, None]
@@ -47,78 +46,68 @@ def geometry(train: AnyBatch, cfg: Config) -> Geometry:
         empty_K = jnp.concatenate([(mu_norm2 == 0)[None], ~train.mask])
         gram_KK = basis_KD @ basis_KD.T + jnp.diag(empty_K.astype(basis_KD.dtype))
         basis_chol_KK = jnp.linalg.cholesky(gram_KK)
-    return Geometry(mu_norm2, xi_norm2_N, gram_b_NN, mu_xi_N, basis_KD, basis_chol_KK)
-
-
-def exact_increments(
-    pre_NPJM: jax.Array,
-    labels_N: jax.Array,
-    weight_N: jax.Array,
-    train: AnyBatch,
-    geom: Geometry,
-    cfg: Config,
-    eta: jax.Array,
-) -> tuple[jax.Array, jax.Array]:
-    """(d gamma (J, M), d rho (J, M, N)) of one GD step on sum_i weight_i l(labels_i f(x_i)).
-
-    With weight_i = 1/n this is SCIENCE.md section 4:
-      gamma_{j,r} -= eta/(n m) sum_i l'_i act'(<w_{j,r}, y_i mu>) y_obs_i y_i ||mu||^2
-      rho_{j,r,i} -= eta/(n m) l'_i act'(<w_{j,r}, xi_i>) j y_obs_i ||xi_i||^2
-    """
-    _, act_prime = activation_pair(cfg)
-    z_N = labels_N * output(pre_NPJM, cfg)
-    g_N = weight_N * -jax.nn.sigmoid(-z_N)  # weight_i l'(z_i), l'(z) = -1/(1 + e^z)
-    ap_NPJM = act_prime(pre_NPJM)  # x1 = y mu, so pre[:, 0] = <w, y_i mu>
-    scale = second_layer(-eta, cfg)  # -eta/m with the paper's second layer
-    dgamma_JM = scale * jnp.einsum("n,njm->jm", g_N * labels_N * train.y, ap_NPJM[:, 0])
-    signs_J = jnp.asarray(SIGNS_J, pre_NPJM.dtype)
-    drho_JMN = scale * jnp.einsum(
-        "n,njm,j->jmn", g_N * labels_N * geom.xi_norm2_N, ap_NPJM[:, 1], signs_J
-    )
-    return dgamma_JM * geom.mu_norm2, drho_JMN
+    return Geometry(mu_norm2, xi_norm2_N, gram_NN, mu_xi_N, basis_KD, basis_chol_KK)
 
 
 def coefficient_increments(update_JMK: jax.Array, geom: Geometry) -> tuple[jax.Array, jax.Array]:
-    """(d gamma, d rho) of a step that moves the coefficients C of W = W(0) + C [mu; xi] by
-    `update` (gram engine): C_0 = j gamma / ||mu||^2 and C_i = rho_i / ||xi_i||^2, so under GD
-    this is the recursion of `exact_increments`, read off the step itself."""
+    """(d gamma (J, M), d rho (J, M, N)) of a step that moves W by update . [mu; xi_1..xi_N].
+
+    With w = w(0) + j gamma mu/||mu||^2 + sum_i rho_i xi_i/||xi_i||^2, the coordinate along mu
+    is j gamma / ||mu||^2 and along xi_i it is rho_i / ||xi_i||^2. A GD step's coordinates are
+    -eta times d loss / d <w, x_p> summed over the samples (`noisyjax.engines.forward`), which
+    is the recursion of SCIENCE.md section 4:
+      gamma_{j,r} -= eta/(n m) sum_i l'_i act'(<w_{j,r}, y_i mu>) y_obs_i y_i ||mu||^2
+      rho_{j,r,i} -= eta/(n m) l'_i act'(<w_{j,r}, xi_i>) j y_obs_i ||xi_i||^2
+    """
     signs_J = jnp.asarray(SIGNS_J, update_JMK.dtype)
     dgamma_JM = signs_J[:, None] * geom.mu_norm2 * update_JMK[..., 0]
     return dgamma_JM, geom.xi_norm2_N[None, None] * update_JMK[..., 1:]
 
 
-def projected_increments(update_JMD: jax.Array, geom: Geometry) -> tuple[jax.Array, jax.Array]:
-    """Least-squares coefficients of an update in the basis, for optimizers that leave the span."""
+def from_coordinates(
+    c_JMK: jax.Array, geom: Geometry, y_obs_N: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(gamma, rho_bar, rho_under) of filters W(0) + C V trained with fixed labels y_obs.
+
+    Under (minibatch) GD with fixed labels every increment of rho_{j,r,i} has the sign of
+    j y_obs_i (l' < 0, act' >= 0), so rho_bar is rho where j = y_obs_i and rho_under the rest.
+    """
+    gamma_JM, rho_JMN = coefficient_increments(c_JMK, geom)
+    signs_J = jnp.asarray(SIGNS_J, c_JMK.dtype)
+    own_JN = (signs_J[:, None] * y_obs_N[None, :]) > 0
+    rho_bar_JMN = jnp.where(own_JN[:, None], rho_JMN, 0.0)
+    return gamma_JM, rho_bar_JMN, jnp.where(own_JN[:, None], 0.0, rho_JMN)
+
+
+def projected_coordinates(update_JMD: jax.Array, geom: Geometry) -> jax.Array:
+    """Least-squares coordinates in [mu; xi_1..xi_N] of an update that leaves the span (Adam)."""
     rhs_JMK = jnp.einsum("kd,jmd->jmk", geom.basis_KD, update_JMD)
     coef_JMK = jax.vmap(
         jax.vmap(lambda b: jax.scipy.linalg.cho_solve((geom.basis_chol_KK, True), b))
     )(rhs_JMK)
-    signs_J = jnp.asarray(SIGNS_J, update_JMD.dtype)
-    return signs_J[:, None] * coef_JMK[..., 0], coef_JMK[..., 1:]
+    # The basis rows are mu/||mu||^2 and xi_i/||xi_i||^2; a zero row (mu = 0) has coefficient 0.
+    mu_norm2 = jnp.where(geom.mu_norm2 > 0, geom.mu_norm2, 1.0)
+    scale_K = jnp.concatenate([mu_norm2[None], geom.xi_norm2_N])
+    return coef_JMK / scale_K[None, None]
 
 
 def step_norms(
-    dgamma_JM: jax.Array,
-    drho_JMN: jax.Array,
-    geom: Geometry,
-    moved_JMK: jax.Array | None = None,
+    update_JMK: jax.Array, geom: Geometry, moved_JMK: jax.Array | None = None
 ) -> tuple[jax.Array, jax.Array]:
-    """Frobenius norms of the signal part (along mu) and noise part (in span xi) of a step.
+    """Frobenius norms of the signal part (along mu) and noise part (in span xi) of a step that
+    moves W by update . [mu; xi_1..xi_N].
 
-    The noise part of filter (j, r) is v = sum_i drho_i xi_i / ||xi_i||^2 and ||v||^2 a
-    quadratic form in the noise Gram matrix, O(m n^2). When the step's move of the projections
-    P = <W, [mu; xi]> is at hand (gram engine), <v, xi_k> = dP_k - dC_0 <mu, xi_k> and the form
-    costs O(m n).
+    The noise part of filter (j, r) is v = sum_i u_i xi_i and ||v||^2 a quadratic form in the
+    noise Gram matrix, O(m n^2). When the step's move of the projections P = <W, [mu; xi]> is at
+    hand (gram engine), <v, xi_k> = dP_k - u_0 <mu, xi_k> and the form costs O(m n).
     """
-    mu_norm2 = jnp.where(geom.mu_norm2 > 0, geom.mu_norm2, 1.0)
-    signal = jnp.sqrt(jnp.sum(dgamma_JM**2) / mu_norm2)
+    u0_JM, u_JMN = update_JMK[..., 0], update_JMK[..., 1:]
+    signal = jnp.sqrt(geom.mu_norm2 * jnp.sum(u0_JM**2))
     if moved_JMK is None:
-        noise2 = jnp.einsum("jmn,nk,jmk->", drho_JMN, geom.gram_b_NN, drho_JMN)
+        noise2 = jnp.einsum("jmn,nk,jmk->", u_JMN, geom.xi_gram_NN, u_JMN)
     else:
-        signs_J = jnp.asarray(SIGNS_J, dgamma_JM.dtype)
-        dc0_JM = signs_J[:, None] * dgamma_JM / mu_norm2  # W moves by j dgamma mu / ||mu||^2
-        v_xi_JMN = moved_JMK[..., 1:] - dc0_JM[..., None] * geom.mu_xi_N[None, None]
-        noise2 = jnp.sum(drho_JMN / geom.xi_norm2_N[None, None] * v_xi_JMN)
+        v_xi_JMN = moved_JMK[..., 1:] - u0_JM[..., None] * geom.mu_xi_N[None, None]
+        noise2 = jnp.sum(u_JMN * v_xi_JMN)
     return signal, jnp.sqrt(jnp.maximum(noise2, 0.0))
 
 
@@ -132,3 +121,17 @@ def rebuild_displacement(
     return jnp.einsum("j,jm,d->jmd", signs_J, gamma_JM, b0_D) + jnp.einsum(
         "jmn,nd->jmd", rho_JMN, b_ND
     )
+
+
+def coefficients(
+    params: dict[str, jax.Array],
+    carried: tuple[jax.Array | None, jax.Array | None, jax.Array | None],
+    geom: Geometry,
+    train: AnyBatch,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(gamma, rho_bar, rho_under) of a training state: the carried ones (dense engine, or
+    labels that change between steps), else read off the coefficients C (`from_coordinates`)."""
+    gamma, rho_bar, rho_under = carried
+    if rho_bar is not None:
+        return gamma, rho_bar, rho_under
+    return from_coordinates(params["c"], geom, train.y_obs)

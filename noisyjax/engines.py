@@ -1,28 +1,33 @@
 """Step engines: what the one training loop (`noisyjax.train.fit`) asks for a step.
 
-The loop needs pre-activations <w_{j,r}, x_p> of a batch and, for the gradient step, the pull
-back of d loss / d pre-activation onto the trainable parameters. Two representations provide
-them:
+The loop needs the network output f of a batch and, for the gradient step, the pull back of
+d loss / d f onto the trainable parameters and onto the step's coordinates in the basis
+V = [mu; xi_1; ...; xi_N] (the decomposition of SCIENCE.md section 4). `forward` gives both. Two
+representations of the filters provide them:
 
-dense   params {"w": W (J, M, D)}, batches `noisyjax.Batch` (x in R^D): O(m n d) per step.
-gram    params {"c": C (J, M, K), "p": P (J, M, K)} with W(t) = W(0) + C(t) V,
-        V = [mu; xi_1; ...; xi_N] (K = N + 1) and P = <W, V> = A + C G, A = W(0) V^T,
-        G = V V^T (SCIENCE.md section 9). Every GD step moves W inside span V, so all the
-        network needs is the projection of each input on W(0) and on V, computed once
-        (`to_gram`): <w_{j,r}(t), x> = <w_{j,r}(0), x> + sum_k C_{j,r,k} <V_k, x>.
-        The GD step on W in these coordinates is C <- C - eta dL/dpre . E, where E holds each
-        input's coordinates in V (x1 = y mu is y e_0, x2 = xi_i is e_i), and P moves by the
-        same step times G: `pullback`. The training set's pre-activations are read off P, so a
-        step costs one (2m x K) @ (K x K) product, O(m n^2); no d-dimensional array is touched.
+dense   params {"w": W (J, M, D)}, batches `noisyjax.Batch` (x in R^D): O(m n d) per step. The
+        coordinates of a GD step are read off d loss / d pre-activation: x1 = y mu, x2 = xi_n.
+gram    params {"c": C (J, M, K), "p": P (J, M, K)} with W(t) = W(0) + C(t) V (K = N + 1) and
+        P = <W, V> = A + C G, A = W(0) V^T, G = V V^T (SCIENCE.md section 9). Every GD step
+        moves W inside span V, so all the network needs is each input's projection on W(0) and
+        on V, computed once (`to_gram`). On the training set the pre-activations are P itself:
+        column 0 is <w, mu> (the signal patch y mu gives y P_0), columns 1.. are <w, xi_n>. The
+        gradient of the loss w.r.t. P is then the step's coordinates dC: GD moves C by -eta dC
+        and P by -eta dC G, one (2m x K) @ (K x K) product; no d-dimensional array is touched.
         Test and validation sets are read through C (`GramBatch`), once per evaluation.
 The "wishart" engine steps like gram; it differs only in how the data are drawn
 (`noisyjax.wishart`). Biases (Kou et al.) are the same parameter {"b": (J, M)} in both.
 
-Shape letters: N samples, P = 2 patches, J = 2 signs, M filters, K = N + 1 basis vectors.
+On gram the arrays keep the sample axis last, (J, M, N), so a step has no transposes, and the
+signal patch is evaluated once per label value (y = +1, -1, and 0 on padding), not per sample.
+
+Shape letters: N samples, P = 2 patches, J = 2 signs, M filters, K = N + 1 basis vectors,
+Y = 3 label values.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -30,8 +35,10 @@ import jax.numpy as jnp
 
 from noisyjax.config import Config
 from noisyjax.data import Batch
-from noisyjax.model import Params, output
+from noisyjax.model import SIGNS_J, Params, activation, output, second_layer
 from noisyjax.model import preactivations as dense_preactivations
+
+Backward = Callable[[jax.Array], tuple[Params, jax.Array]]
 
 
 class GramBatch(NamedTuple):
@@ -41,8 +48,8 @@ class GramBatch(NamedTuple):
     patch has per-sample projections.
     """
 
-    k_NK: jax.Array  # <xi_n, V_k>: for the training set, rows 1.. of G = V V^T
-    a_NJM: jax.Array  # <w_{j,r}(0), xi_n>
+    k_KN: jax.Array  # <V_k, xi_n>
+    a_JMN: jax.Array  # <w_{j,r}(0), xi_n>
     s_K: jax.Array  # <mu, V_k> = G[0]
     s0_JM: jax.Array  # <w_{j,r}(0), mu>
     y: jax.Array  # (N,) true labels
@@ -51,30 +58,35 @@ class GramBatch(NamedTuple):
     mask: jax.Array  # (N,) bool: False on padding samples
 
 
-class GramBasis(GramBatch):
-    """The training set that spans V: its pre-activations are the carried projections P, and
-    G = V V^T is [s_K; k_NK] (<mu, V> then <xi_n, V>)."""
+class GramBasis(NamedTuple):
+    """The training set that spans V: its pre-activations are the carried projections P."""
+
+    g_KK: jax.Array  # G = V V^T: <mu, mu>, <mu, xi_n>, <xi_i, xi_n>
+    y: jax.Array
+    y_obs: jax.Array
+    flipped: jax.Array
+    mask: jax.Array
 
 
-AnyBatch = Batch | GramBatch
+AnyBatch = Batch | GramBatch | GramBasis
 
 
-def to_gram(params0: Params, train: Batch, *others: Batch | None) -> tuple[Params, GramBatch, ...]:
-    """Coefficient-space parameters (C = 0, the biases kept) and the training set and `others`
-    (test, validation; None passes through) projected on V = [mu; xi_1..xi_N] and W(0), once."""
+def to_gram(params0: Params, train: Batch, *others: Batch | None) -> tuple[Params, ...]:
+    """Coefficient-space parameters (C = 0, P = A, the biases kept), the training set as a
+    `GramBasis` and `others` (test, validation; None passes through) as `GramBatch`es."""
     mu_D = train.mu
     v_KD = basis_vectors(train)
     w0_JMD = params0["w"]
     s_K = v_KD @ mu_D
     s0_JM = w0_JMD @ mu_D
 
-    def project(batch: Batch | None, kind: type = GramBatch) -> GramBatch | None:
+    def project(batch: Batch | None) -> GramBatch | None:
         if batch is None:
             return None
         xi_ND = batch.x[:, 1]
-        return kind(
-            k_NK=xi_ND @ v_KD.T,
-            a_NJM=jnp.einsum("jmd,nd->njm", w0_JMD, xi_ND),
+        return GramBatch(
+            k_KN=v_KD @ xi_ND.T,
+            a_JMN=jnp.einsum("jmd,nd->jmn", w0_JMD, xi_ND),
             s_K=s_K,
             s0_JM=s0_JM,
             y=batch.y,
@@ -83,58 +95,84 @@ def to_gram(params0: Params, train: Batch, *others: Batch | None) -> tuple[Param
             mask=batch.mask,
         )
 
-    basis = project(train, GramBasis)
-    c_JMK = jnp.zeros(w0_JMD.shape[:2] + v_KD.shape[:1], w0_JMD.dtype)
-    p_JMK = jnp.concatenate([s0_JM[..., None], jnp.transpose(basis.a_NJM, (1, 2, 0))], axis=-1)
+    basis = GramBasis(v_KD @ v_KD.T, train.y, train.y_obs, train.flipped, train.mask)
+    p_JMK = w0_JMD @ v_KD.T  # A = <W(0), V>
+    c_JMK = jnp.zeros_like(p_JMK)
     params = {"c": c_JMK, "p": p_JMK, **({"b": params0["b"]} if "b" in params0 else {})}
     return (params, basis, *(project(b) for b in others))
 
 
-def preactivations(params: Params, batch: AnyBatch) -> jax.Array:
-    """<w_{j,r}, x_p> (+ b_{j,r}) of every sample, patch, sign and filter: (N, P, J, M)."""
-    if isinstance(batch, Batch):
-        return dense_preactivations(params, batch.x)
-    if isinstance(batch, GramBasis):  # P = <W(t), V>: <w, mu> then <w, xi_n>
-        signal_JM, noise_NJM = params["p"][..., 0], jnp.transpose(params["p"][..., 1:], (2, 0, 1))
-    else:
-        c_JMK = params["c"]
-        signal_JM = batch.s0_JM + c_JMK @ batch.s_K  # <w(t), mu>
-        noise_NJM = batch.a_NJM + jnp.einsum("jmk,nk->njm", c_JMK, batch.k_NK)  # <w(t), xi_n>
-    y_N = jnp.where(batch.mask, batch.y, 0.0)  # padding samples are x = 0, as on dense
-    pre_NPJM = jnp.stack([y_N[:, None, None] * signal_JM[None], noise_NJM], axis=1)  # [y mu, xi]
-    return pre_NPJM + params["b"][None, None] if "b" in params else pre_NPJM
+def projections(params: Params, batch: GramBatch | GramBasis) -> tuple[jax.Array, jax.Array]:
+    """(<w_{j,r}, mu> (J, M), <w_{j,r}, xi_n> (J, M, N)) of the current filters."""
+    if isinstance(batch, GramBasis):
+        return params["p"][..., 0], params["p"][..., 1:]
+    c_JMK = params["c"]
+    return batch.s0_JM + c_JMK @ batch.s_K, batch.a_JMN + c_JMK @ batch.k_KN
+
+
+def gram_output(
+    signal_JM: jax.Array,
+    noise_JMN: jax.Array,
+    y_N: jax.Array,
+    b_JM: jax.Array | None,
+    cfg: Config,
+) -> jax.Array:
+    """f(W, x) from the projections: the model's output (`noisyjax.model.output`) with the
+    signal patch x1 = y mu, whose pre-activation y <w, mu> + b takes one value per label."""
+    act = activation(cfg)
+    b_JM = jnp.zeros_like(signal_JM) if b_JM is None else b_JM
+    signs_J = jnp.asarray(SIGNS_J, signal_JM.dtype)
+    y_Y = jnp.asarray([1.0, -1.0, 0.0], signal_JM.dtype)  # padding samples are x = 0
+    h_YJM = act(y_Y[:, None, None] * signal_JM[None] + b_JM[None])
+    signal_Y = jnp.einsum("yjm,j->y", h_YJM, signs_J)
+    signal_N = jnp.where(y_N > 0, signal_Y[0], jnp.where(y_N < 0, signal_Y[1], signal_Y[2]))
+    h_JMN = act(noise_JMN + b_JM[..., None])
+    noise_N = jnp.sum(h_JMN[0] - h_JMN[1], axis=0)
+    return second_layer(signal_N + noise_N, cfg)
 
 
 def outputs(params: Params, batch: AnyBatch, cfg: Config) -> jax.Array:
     """The network output f(W, x) of every sample: (N,)."""
-    return output(preactivations(params, batch), cfg)
-
-
-def pullback(params: Params, dpre_NPJM: jax.Array, batch: AnyBatch) -> Params:
-    """The gradient w.r.t. the filters of a loss whose gradient w.r.t. the pre-activations of
-    `batch` is dpre, in the parameters' own coordinates (a GD step is params - eta * this)."""
-    if isinstance(batch, Batch):  # plain autodiff through the dense contraction
-        _, vjp = jax.vjp(lambda p: dense_preactivations(p, batch.x), params)
-        return vjp(dpre_NPJM)[0]
-    if not isinstance(batch, GramBasis):
-        raise TypeError("gradients pull back through the training set that spans V only")
-    dsignal_JM = jnp.einsum("njm,n->jm", dpre_NPJM[:, 0], batch.y)  # x1 = y mu = y V_0
-    dnoise_JMN = jnp.transpose(dpre_NPJM[:, 1], (1, 2, 0))  # x2 = xi_n = V_n
-    dc_JMK = jnp.concatenate([dsignal_JM[..., None], dnoise_JMN], axis=-1)
-    # P = A + C G moves by dC G = dC_0 <mu, V> + sum_n dC_n <xi_n, V> (G's rows, not copied).
-    dp_JMK = dsignal_JM[..., None] * batch.s_K[None, None] + dnoise_JMN @ batch.k_NK
-    grads = {"c": dc_JMK, "p": dp_JMK}
-    if "b" in params:
-        grads["b"] = jnp.sum(dpre_NPJM, axis=(0, 1))
-    return grads
-
-
-def mu_norm2_and_noise_gram(batch: AnyBatch) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """||mu||^2, the Gram matrix <xi_i, xi_k> and <mu, xi_i> of a training set."""
     if isinstance(batch, Batch):
-        xi_ND = batch.x[:, 1]
-        return jnp.dot(batch.mu, batch.mu), xi_ND @ xi_ND.T, xi_ND @ batch.mu
-    return batch.s_K[0], batch.k_NK[:, 1:], batch.s_K[1:]
+        return output(dense_preactivations(params, batch.x), cfg)
+    y_N = jnp.where(batch.mask, batch.y, 0.0)
+    return gram_output(*projections(params, batch), y_N, params.get("b"), cfg)
+
+
+def forward(params: Params, train: Batch | GramBasis, cfg: Config) -> tuple[jax.Array, Backward]:
+    """f on the training set and `backward(df)`: the pull back of d loss / d f (N,) onto the
+    parameters (a GD step is params - eta * grads, in the parameters' own coordinates) and onto
+    the step's coordinates dC (J, M, K) in V = [mu; xi_1..xi_N] (W moves by -eta dC V)."""
+    if isinstance(train, GramBasis):
+        f_N, vjp = jax.vjp(lambda p: outputs(p, train, cfg), params)
+
+        def gram_backward(df_N: jax.Array) -> tuple[Params, jax.Array]:
+            (grads,) = vjp(df_N)
+            dc_JMK = grads["p"]  # d loss / d P: the coordinates of the step
+            # P = A + C G moves by the step times G.
+            return {**grads, "c": dc_JMK, "p": dc_JMK @ train.g_KK}, dc_JMK
+
+        return f_N, gram_backward
+
+    pre_NPJM, pre_vjp = jax.vjp(lambda p: dense_preactivations(p, train.x), params)
+    f_N, output_vjp = jax.vjp(lambda pre: output(pre, cfg), pre_NPJM)
+
+    def dense_backward(df_N: jax.Array) -> tuple[Params, jax.Array]:
+        (dpre_NPJM,) = output_vjp(df_N)
+        (grads,) = pre_vjp(dpre_NPJM)
+        dsignal_JM = jnp.einsum("njm,n->jm", dpre_NPJM[:, 0], train.y)  # x1 = y mu
+        dnoise_JMN = jnp.transpose(dpre_NPJM[:, 1], (1, 2, 0))  # x2 = xi_n
+        return grads, jnp.concatenate([dsignal_JM[..., None], dnoise_JMN], axis=-1)
+
+    return f_N, dense_backward
+
+
+def mu_norm2_and_noise_gram(batch: Batch | GramBasis) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """||mu||^2, the Gram matrix <xi_i, xi_k> and <mu, xi_i> of a training set."""
+    if isinstance(batch, GramBasis):
+        return batch.g_KK[0, 0], batch.g_KK[1:, 1:], batch.g_KK[0, 1:]
+    xi_ND = batch.x[:, 1]
+    return jnp.dot(batch.mu, batch.mu), xi_ND @ xi_ND.T, xi_ND @ batch.mu
 
 
 def filters(params: Params, params0: Params, train: Batch) -> jax.Array:

@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 
 from noisyjax.config import Config, HParams
-from noisyjax.decomposition import Geometry, exact_increments, step_norms
-from noisyjax.engines import AnyBatch, outputs, preactivations
-from noisyjax.model import Params, output
+from noisyjax.decomposition import Geometry, step_norms
+from noisyjax.engines import AnyBatch, forward, outputs
+from noisyjax.model import Params
 
 LOG2 = math.log(2.0)
 
@@ -108,8 +108,8 @@ def measure(
     grad_*_norm are the norms of the full-batch GD step (observed labels, step eta) taken from
     this state, whichever optimizer trains the run.
     """
-    pre_NPJM = preactivations(params, train)
-    z_N = train.y_obs * output(pre_NPJM, cfg)
+    f_N, backward = forward(params, train, cfg)
+    z_N = train.y_obs * f_N
     loss_N = jax.nn.softplus(-z_N)
     correct_N = (z_N > 0).astype(z_N.dtype)
     clean_N = train.mask & ~train.flipped
@@ -118,10 +118,10 @@ def measure(
     rho_bar_JN = jnp.max(rho_bar_JMN, axis=1)
     own_N = jnp.where(train.y_obs > 0, rho_bar_JN[0], rho_bar_JN[1])
     weight_N = train.mask.astype(z_N.dtype) / jnp.sum(train.mask).astype(z_N.dtype)
-    dgamma_JM, drho_JMN = exact_increments(
-        pre_NPJM, train.y_obs, weight_N, train, geom, cfg, jnp.asarray(hp.eta, z_N.dtype)
-    )
-    grad_signal, grad_noise = step_norms(dgamma_JM, drho_JMN, geom)
+    grads, dc_JMK = backward(weight_N * train.y_obs * -jax.nn.sigmoid(-z_N))
+    eta = jnp.asarray(hp.eta, z_N.dtype)
+    moved_JMK = -eta * grads["p"] if "p" in grads else None
+    grad_signal, grad_noise = step_norms(-eta * dc_JMK, geom, moved_JMK)
     return {
         "train_loss": masked_mean(loss_N, train.mask),
         "train_loss_clean": masked_mean(loss_N, clean_N),

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from noisyjax.config import TRANSITION_NAMES, Config
+from noisyjax.decomposition import Geometry
 from noisyjax.engines import AnyBatch
 from noisyjax.metrics import LOG2, auroc, masked_mean
 
@@ -45,14 +46,15 @@ class Snapshot(NamedTuple):
 
     `w` is the filters W (J, M, D) on the dense engine and the coefficients C (J, M, N + 1) of
     W = W(0) + C [mu; xi_1..xi_N] on the gram and wishart engines (`noisyjax.engines`); `b` is
-    the bias (zero without one).
+    the bias (zero without one). Inside the loop gamma and rho are None where the training state
+    does not carry them; `noisyjax.train.fit` fills them in from C.
     """
 
     w: jax.Array  # (J, M, D) or (J, M, K)
     b: jax.Array  # (J, M)
-    gamma: jax.Array  # (J, M)
-    rho_bar: jax.Array  # (J, M, N)
-    rho_under: jax.Array  # (J, M, N)
+    gamma: jax.Array | None  # (J, M)
+    rho_bar: jax.Array | None  # (J, M, N)
+    rho_under: jax.Array | None  # (J, M, N)
     step: jax.Array  # () int32
 
 
@@ -73,11 +75,11 @@ def snapshot_of(state) -> Snapshot:
     return Snapshot(w, b, state.gamma, state.rho_bar, state.rho_under, state.step)
 
 
-def init_stages(state, cfg: Config) -> Stages:
-    dtype = state.gamma.dtype
+def init_stages(state, cfg: Config, train: AnyBatch) -> Stages:
+    dtype = train.y.dtype
     never = jnp.asarray(NEVER, jnp.int32)
     nan = jnp.asarray(jnp.nan, dtype)
-    losses_N = jnp.full(state.rho_bar.shape[-1:], jnp.nan, dtype)
+    losses_N = jnp.full(train.y.shape, jnp.nan, dtype)
     return Stages(
         times={t: never for t in TRANSITIONS},
         probes={
@@ -94,12 +96,18 @@ def init_stages(state, cfg: Config) -> Stages:
     )
 
 
-def probe(state, z_N: jax.Array, train: AnyBatch, test_err: jax.Array) -> dict[str, jax.Array]:
+def probe(
+    gamma_JM: jax.Array,
+    rho_bar_JMN: jax.Array,
+    z_N: jax.Array,
+    train: AnyBatch,
+    test_err: jax.Array,
+) -> dict[str, jax.Array]:
     """The cheap per-step quantities recorded at a transition."""
     loss_N = jax.nn.softplus(-z_N)
     clean_N = train.mask & ~train.flipped
     noisy_N = train.mask & train.flipped
-    rho_bar_JN = jnp.max(state.rho_bar, axis=1)
+    rho_bar_JN = jnp.max(rho_bar_JMN, axis=1)
     own_N = jnp.where(train.y_obs > 0, rho_bar_JN[0], rho_bar_JN[1])
     dtype = z_N.dtype
     return {
@@ -107,7 +115,7 @@ def probe(state, z_N: jax.Array, train: AnyBatch, test_err: jax.Array) -> dict[s
         "frac_noisy_above_log2": masked_mean((loss_N > LOG2).astype(dtype), noisy_N),
         "frac_clean_below_log2": masked_mean((loss_N < LOG2).astype(dtype), clean_N),
         "losses": loss_N,  # the AUROC is taken from them once, in `summary`
-        "gamma_max": jnp.max(state.gamma),
+        "gamma_max": jnp.max(gamma_JM),
         "rho_bar_noisy": masked_mean(own_N, noisy_N),
         "test_err": test_err,
     }
@@ -120,6 +128,7 @@ def observe(
     test_err: jax.Array | None,
     noise_over_signal: jax.Array | None,
     train: AnyBatch,
+    geom: Geometry,
 ) -> Stages:
     """Update the transitions with the state W(t) (margins z_N = y_obs f, step = state.step).
 
@@ -136,7 +145,8 @@ def observe(
     }
     new = {name: (stages.times[name] == NEVER) & hit for name, hit in hits.items()}
     new["t_best"] = test_err < stages.best_test_err  # NaN (no evaluation yet) compares False
-    values = probe(state, z_N, train, test_err)
+    gamma_JM, rho_bar_JMN, _ = state.decomposition(geom, train)
+    values = probe(gamma_JM, rho_bar_JMN, z_N, train, test_err)
     times = {name: jnp.where(new[name], t, stages.times[name]) for name in TRANSITIONS}
     probes = {
         name: jax.tree.map(

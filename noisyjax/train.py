@@ -22,27 +22,33 @@ from noisyjax.data import Batch, realized_rates, sample
 from noisyjax.decomposition import (
     Geometry,
     coefficient_increments,
-    exact_increments,
+    coefficients,
+    from_coordinates,
     geometry,
-    projected_increments,
+    projected_coordinates,
     step_norms,
 )
-from noisyjax.engines import AnyBatch, outputs, preactivations, pullback, to_gram
+from noisyjax.engines import AnyBatch, forward, outputs, to_gram
 from noisyjax.metrics import measure, test_errors
-from noisyjax.model import Params, init_params, output
+from noisyjax.model import Params, init_params
 from noisyjax.stages import NEVER, Stages, init_stages, observe, summary
 
 Metrics = dict[str, jax.Array]
 
 
 class TrainState(NamedTuple):
-    """The scan carry: weights, optimizer state and the exact decomposition coefficients."""
+    """The scan carry: weights, optimizer state and the exact decomposition coefficients.
+
+    Inside the loop of a gram or wishart run with fixed labels gamma and rho are not carried
+    (None): they are read off the coefficients C (`noisyjax.decomposition.coefficients`). The
+    state `fit` returns always has them.
+    """
 
     params: Params
     opt_state: Any
-    gamma: jax.Array  # (J, M)
-    rho_bar: jax.Array  # (J, M, N): accumulated non-negative increments
-    rho_under: jax.Array  # (J, M, N): accumulated non-positive increments
+    gamma: jax.Array | None  # (J, M)
+    rho_bar: jax.Array | None  # (J, M, N): accumulated non-negative increments
+    rho_under: jax.Array | None  # (J, M, N): accumulated non-positive increments
     step: jax.Array  # () int32
     stages: Stages | None = None  # transition times, probes and snapshots
     diverged_at: jax.Array | None = None  # () int32: first step with a non-finite loss, or -1
@@ -50,6 +56,16 @@ class TrainState(NamedTuple):
     @property
     def rho(self) -> jax.Array:
         return self.rho_bar + self.rho_under
+
+    def decomposition(self, geom: Geometry, train: AnyBatch) -> tuple[jax.Array, ...]:
+        """(gamma, rho_bar, rho_under), carried or read off C."""
+        return coefficients(self.params, (self.gamma, self.rho_bar, self.rho_under), geom, train)
+
+
+def carries_decomposition(cfg: Config) -> bool:
+    """Whether gamma and rho are accumulated step by step: always on the dense engine, and with
+    label-noise GD, whose increments change sign with the labels (`from_coordinates`)."""
+    return cfg.step_engine == "dense" or cfg.label_noise_gd
 
 
 def optimizer(cfg: Config, eta: jax.Array) -> optax.GradientTransformation:
@@ -101,22 +117,20 @@ def train_step(
     labels_N, weight_N = step_labels_and_weights(
         jax.random.fold_in(key, state.step), train, cfg, hp
     )
-    pre_NPJM = preactivations(state.params, train)
-    f_N, output_vjp = jax.vjp(lambda pre: output(pre, cfg), pre_NPJM)
+    f_N, backward = forward(state.params, train, cfg)
     z_N = labels_N * f_N
     loss = jnp.sum(weight_N * jax.nn.softplus(-z_N))  # logistic loss l(z) = log(1 + e^-z)
-    (dpre_NPJM,) = output_vjp(weight_N * labels_N * -jax.nn.sigmoid(-z_N))  # l'(z) = -1/(1+e^z)
-    grads = pullback(state.params, dpre_NPJM, train)
+    grads, dc_JMK = backward(weight_N * labels_N * -jax.nn.sigmoid(-z_N))  # l'(z) = -1/(1+e^z)
     with jax.numpy_dtype_promotion("standard"):  # optax mixes int counters and floats
         updates, opt_state = opt.update(grads, state.opt_state, state.params)
+    # The step's coordinates u in [mu; xi_1..xi_N]: W moves by u V.
     if not cfg.exact_recursion:
-        dgamma_JM, drho_JMN = projected_increments(updates["w"], geom)
-    elif "c" in updates:  # coefficient space: the recursion is the update itself
-        dgamma_JM, drho_JMN = coefficient_increments(updates["c"], geom)
-    else:
-        eta = jnp.asarray(hp.eta, labels_N.dtype)
-        dgamma_JM, drho_JMN = exact_increments(pre_NPJM, labels_N, weight_N, train, geom, cfg, eta)
-    signal, noise = step_norms(dgamma_JM, drho_JMN, geom, updates.get("p"))
+        u_JMK = projected_coordinates(updates["w"], geom)
+    elif "c" in updates:  # coefficient space: the update is its own coordinates
+        u_JMK = updates["c"]
+    else:  # (minibatch) GD: -eta times the gradient's coordinates
+        u_JMK = -jnp.asarray(hp.eta, f_N.dtype) * dc_JMK
+    signal, noise = step_norms(u_JMK, geom, updates.get("p"))
     z_obs_N = z_N if not cfg.label_noise_gd else train.y_obs * f_N
     stages = observe(
         state.stages,
@@ -125,16 +139,22 @@ def train_step(
         evaluated_test_err(state, test, cfg),
         noise > signal,
         train,
+        geom,
     )
-    return TrainState(
+    state = state._replace(
         params=optax.apply_updates(state.params, updates),
         opt_state=opt_state,
-        gamma=state.gamma + dgamma_JM,
-        rho_bar=state.rho_bar + jnp.maximum(drho_JMN, 0.0),
-        rho_under=state.rho_under + jnp.minimum(drho_JMN, 0.0),
         step=state.step + 1,
         stages=stages,
         diverged_at=divergence(state, loss),
+    )
+    if state.rho_bar is None:
+        return state
+    dgamma_JM, drho_JMN = coefficient_increments(u_JMK, geom)
+    return state._replace(
+        gamma=state.gamma + dgamma_JM,
+        rho_bar=state.rho_bar + jnp.maximum(drho_JMN, 0.0),
+        rho_under=state.rho_under + jnp.minimum(drho_JMN, 0.0),
     )
 
 
@@ -184,16 +204,17 @@ def fit(
     zeros_JMN = jnp.zeros((2, cfg.m, train.y.shape[0]), dtype)
     with jax.numpy_dtype_promotion("standard"):
         opt_state = opt.init(params)
+    carried = carries_decomposition(cfg)
     state0 = TrainState(
         params,
         opt_state,
-        jnp.zeros((2, cfg.m), dtype),
-        zeros_JMN,
-        zeros_JMN,
+        jnp.zeros((2, cfg.m), dtype) if carried else None,
+        zeros_JMN if carried else None,
+        zeros_JMN if carried else None,
         jnp.zeros((), jnp.int32),
     )
     state0 = state0._replace(
-        stages=init_stages(state0, cfg), diverged_at=jnp.asarray(NEVER, jnp.int32)
+        stages=init_stages(state0, cfg, train), diverged_at=jnp.asarray(NEVER, jnp.int32)
     )
 
     def log_point(state: TrainState) -> Metrics:
@@ -201,9 +222,7 @@ def fit(
             "step": state.step,
             **measure(
                 state.params,
-                state.gamma,
-                state.rho_bar,
-                state.rho_under,
+                *state.decomposition(geom, train),
                 train,
                 test,
                 geom,
@@ -230,9 +249,11 @@ def fit(
     final_err = state.stages.test_err  # the last logged point is the final state
     final_loss = jnp.sum(jnp.where(train.mask, jax.nn.softplus(-z_N), 0.0))
     state = state._replace(
-        stages=observe(state.stages, state, z_N, final_err, None, train),
+        stages=observe(state.stages, state, z_N, final_err, None, train, geom),
         diverged_at=divergence(state, final_loss),
     )
+    if not carried:  # the returned state and the snapshots hold gamma and rho on every engine
+        state = with_decomposition(state, geom, train)
     divergence_summary = {
         "diverged": state.diverged_at != NEVER,
         "diverged_step": state.diverged_at,
@@ -240,6 +261,23 @@ def fit(
     metrics = mask_diverged(metrics, state.diverged_at)
     per_sample = {"sample_flipped": train.flipped} if cfg.log_samples else {}
     return state, {**metrics, **summary(state.stages, train), **divergence_summary, **per_sample}
+
+
+def with_decomposition(state: TrainState, geom: Geometry, train: AnyBatch) -> TrainState:
+    """The state, and its snapshots, with gamma and rho read off their coefficients C."""
+
+    def fill(snap):
+        gamma, rho_bar, rho_under = from_coordinates(snap.w, geom, train.y_obs)
+        return snap._replace(gamma=gamma, rho_bar=rho_bar, rho_under=rho_under)
+
+    snapshots = {name: fill(snap) for name, snap in state.stages.snapshots.items()}
+    gamma, rho_bar, rho_under = state.decomposition(geom, train)
+    return state._replace(
+        gamma=gamma,
+        rho_bar=rho_bar,
+        rho_under=rho_under,
+        stages=state.stages._replace(snapshots=snapshots),
+    )
 
 
 def sample_run(

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 import noisyjax as nj
-from noisyjax.engines import preactivations, pullback, to_gram
+from noisyjax.engines import forward, to_gram
 
 KOU = dict(bias=True, init="torch", output_scale="kou", noise="isotropic", dtype="float64")
 
@@ -50,14 +50,10 @@ def test_bias_gradient_matches_the_hand_derivative(engine):
     params = nj.init_params(key, cfg)
     batch = nj.sample(key, cfg, nj.HParams(mu_norm=1.0))
     work_params, work = (params, batch) if engine == "dense" else to_gram(params, batch)[:2]
-    pre = preactivations(work_params, work)
     y = np.asarray(batch.y_obs)
-
-    def loss(pre_NPJM):
-        f = nj.model.output(pre_NPJM, cfg)
-        return jax.numpy.mean(jax.nn.softplus(-batch.y_obs * f))
-
-    grads = pullback(work_params, jax.grad(loss)(pre), work)
+    f, backward = forward(work_params, work, cfg)
+    # d/df of the mean logistic loss of y_obs f.
+    grads, _ = backward(jax.grad(lambda f: jax.numpy.mean(jax.nn.softplus(-batch.y_obs * f)))(f))
     w, b, x = (np.asarray(v) for v in (params["w"], params["b"], batch.x))
     pre_np = np.einsum("jmd,npd->npjm", w, x) + b[None, None]
     logits = relu(pre_np).mean(axis=1).sum(axis=-1)
