@@ -9,12 +9,15 @@ Parts (all by default):
            the yardstick for "fraction of peak".
   paper    the paper's setting (n=200, d=2000, m=20, n_test=1000) on each engine: the same runs
            (seeds, hyperparameters), runs/s, model GFLOP/s, and the ratios gram/dense and
-           wishart/dense, at 300 and at 3,000 steps (the data are drawn once per run, in R^d on
-           dense and gram: short runs weigh that more).
+           wishart/dense, at 300, 600 (the paper-fig1 preset's length) and 3,000 steps (the
+           data are drawn once per run, in R^d on dense and gram: short runs weigh that more).
   dims     d in {10^3, 10^4, 10^5} at n=200, m=20: time per run of each engine (dense only where
            it finishes in reasonable time); wishart's d = 10^5 over d = 10^3 time.
   scale    1,024 runs of the paper setting for 3,000 steps on the wishart engine, wall time
            including compilation.
+  devices  one JAX device against one device per CPU core (what `python -m sweeps.grid` uses
+           on a CPU; `noisyjax.distributed.use_cpu_cores`): the same dense and wishart runs in
+           two fresh interpreters each (the device count is fixed when JAX starts).
 
 GFLOP counts are a model of the main contractions, not a hardware counter:
   dense    per step 16 m n d (pre-activations and their pull back, 2 patches, 2m filters); per
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -47,6 +51,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import noisyjax as nj  # noqa: E402
+from noisyjax.distributed import use_cpu_cores  # noqa: E402
 from noisyjax.grid import Axis  # noqa: E402
 from noisyjax.sweep import Timing, run_chunks  # noqa: E402
 
@@ -129,24 +134,28 @@ def show(row: dict[str, float]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", choices=("all", "peak", "paper", "dims", "scale"), default="all")
+    p.add_argument(
+        "--part", choices=("all", "peak", "paper", "dims", "scale", "devices"), default="all"
+    )
     p.add_argument("--runs", type=int, default=16, help="runs per engine in 'paper' and 'dims'")
     p.add_argument("--steps", type=int, default=300, help="steps per run in 'dims'")
     p.add_argument("--every", type=int, default=30, help="log and test-error interval")
     p.add_argument(
-        "--paper-steps", type=int, nargs="+", default=[300, 3000], help="steps in 'paper'"
+        "--paper-steps", type=int, nargs="+", default=[300, 600, 3000], help="steps in 'paper'"
     )
     p.add_argument("--scale-runs", type=int, default=1024)
     p.add_argument("--scale-steps", type=int, default=3000)
+    p.add_argument("--scale-engine", choices=ENGINES, default="wishart")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--figure", type=Path, default=None, help="time per run against d (PNG)")
     args = p.parse_args(argv)
-    parts = ("peak", "paper", "dims", "scale") if args.part == "all" else (args.part,)
+    parts = ("peak", "paper", "dims", "scale", "devices") if args.part == "all" else (args.part,)
+    use_cpu_cores()  # as `python -m sweeps.grid` does: one JAX device per CPU core
     out: dict = {
         "machine": {
             "backend": jax.default_backend(),
             "devices": [str(d) for d in jax.devices()],
-            "cpu_count": jax.local_device_count() if jax.default_backend() != "cpu" else None,
+            "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
             "jax": jax.__version__,
         }
@@ -186,18 +195,49 @@ def main(argv: list[str] | None = None) -> int:
         out["wishart_1e5_over_1e3"] = wis[10**5] / wis[10**3]
         print(f"  wishart time per run, d=1e5 over d=1e3: {out['wishart_1e5_over_1e3']:.2f}")
     if "scale" in parts:
-        cfg = paper_cfg("wishart", args.scale_steps, args.every)
+        cfg = paper_cfg(args.scale_engine, args.scale_steps, args.every)
         t0 = time.perf_counter()
         row = timed_sweep(cfg, args.scale_runs)
         row["total_s"] = time.perf_counter() - t0
         out["scale"] = row
         show(row)
         print(f"  {args.scale_runs} runs x {args.scale_steps} steps: {row['total_s']:.1f} s total")
+    if "devices" in parts:
+        print("one device against one device per core (paper setting):", flush=True)
+        out["devices"] = devices_comparison(args.every)
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
     if args.figure and "dims" in out:
         dims_figure(out["dims"], args.figure)
     return 0
+
+
+def devices_comparison(every: int) -> list[dict]:
+    """Run the same workloads with 1 CPU device and with one per core, in fresh interpreters."""
+    import subprocess
+    import tempfile
+
+    rows = []
+    for engine, runs, steps in (("dense", 16, 300), ("wishart", 128, 3000)):
+        by = {}
+        for label, pin in (("1 device", {"JAX_NUM_CPU_DEVICES": "1"}), ("per core", {})):
+            env = {k: v for k, v in os.environ.items() if k != "JAX_NUM_CPU_DEVICES"}
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "out.json"
+                cmd = [sys.executable, "-m", "benchmarks.bench_engines", "--part", "scale"]
+                cmd += ["--scale-engine", engine, "--scale-runs", str(runs)]
+                cmd += ["--scale-steps", str(steps), "--every", str(every), "--json", str(path)]
+                root = Path(__file__).resolve().parents[1]
+                subprocess.run(cmd, check=True, cwd=root, env={**env, **pin}, capture_output=True)
+                result = json.loads(path.read_text())
+            row = {**result["scale"], "devices": len(result["machine"]["devices"]), "how": label}
+            by[label] = row
+            rows.append(row)
+            show(row)
+        ratio = by["1 device"]["run_s"] / by["per core"]["run_s"]
+        print(f"  {engine}: per-core devices {ratio:.2f}x the runs/s of one device", flush=True)
+        rows[-1]["speedup_over_one_device"] = ratio
+    return rows
 
 
 def dims_figure(rows: list[dict], path: Path) -> None:

@@ -1,18 +1,43 @@
-"""Multi-process execution on JAX's own runtime (`jax.distributed`).
+"""Devices and multi-process execution on JAX's own runtime (`jax.distributed`).
 
 Each process runs its share of the chunks on its local devices; after every round of chunks the
 results are gathered with `multihost_utils.process_allgather` so that process 0 can write them.
-With one process every function here reduces to the plain single-process path.
+With one process every function here reduces to the plain single-process path. On a CPU host
+each core can be its own JAX device (`use_cpu_cores`), so a sweep spreads its runs over the
+cores the way it spreads them over accelerators.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import jax
 import numpy as np
 
 from noisyjax.sweep import chunk_inputs, cut, make_chunk_fn
+
+
+def use_cpu_cores(count: int | None = None) -> bool:
+    """Expose `count` CPU devices (default: one per core this process may use) to JAX.
+
+    A sweep lays its runs out over devices, so on a CPU this runs independent groups of runs on
+    every core at once instead of splitting each small operation between threads (the engines'
+    steps are many small operations; docs/performance.md measures the gain). Results do not
+    depend on the device count. It must run before JAX starts its backends: afterwards, or when
+    the user already chose a count (`JAX_NUM_CPU_DEVICES`, `jax_num_cpu_devices`), it changes
+    nothing and returns False. Accelerators are unaffected.
+    """
+    if count is None:
+        count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    chosen = "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+    if not count or count < 2 or chosen or jax.config.jax_num_cpu_devices != -1:
+        return False
+    try:
+        jax.config.update("jax_num_cpu_devices", int(count))
+    except RuntimeError:  # the backends are already up (JAX was used earlier in this process)
+        return False
+    return True
 
 
 def initialize(

@@ -211,6 +211,7 @@ def execute(args: argparse.Namespace, sweep: Sweep, figures, max_memory: int | N
     from noisyjax.runner import check_out_dir, default_out, run_sweep
     from noisyjax.sweep import plan
 
+    distributed.use_cpu_cores()  # before the first JAX operation; only affects CPU devices
     if args.distributed:
         try:
             distributed.initialize(

@@ -16,9 +16,13 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--preset", "tiny", "--no-progress", "--seeds", "4"]  # 16 runs: 2 chunks of 8
 
 
-def cli(*args, env=None, cwd=ROOT):
-    """Run the CLI in a fresh interpreter (as a user would)."""
-    full_env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
+def cli(*args, env=None, cwd=ROOT, pin_one_device=True):
+    """Run the CLI in a fresh interpreter (as a user would). The CLI makes every CPU core a JAX
+    device; tests pin one device (chunk counts below assume it) unless `env` sets a count."""
+    pinned = (
+        {"JAX_NUM_CPU_DEVICES": "1"} if pin_one_device and "XLA_FLAGS" not in (env or {}) else {}
+    )
+    full_env = {**os.environ, "JAX_PLATFORMS": "cpu", **pinned, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "sweeps.grid", *args],
         capture_output=True,
@@ -85,6 +89,18 @@ def test_eight_devices_and_another_chunk_size_give_identical_results(tiny_run, t
     assert json.loads((out / "config.json").read_text())["environment"]["device_count"] == 8
     assert_identical(data_of(out), data_of(tiny_run))
     # Checkpoints written by 8 devices read back here, on one, equal to the 1-device run's.
+    assert_snapshots_identical(out, tiny_run)
+
+
+def test_cores_as_devices_by_default_give_identical_results(tiny_run, tmp_path):
+    out = tmp_path / "cores"
+    env = {k: v for k, v in os.environ.items() if k != "JAX_NUM_CPU_DEVICES"}
+    result = cli(*TINY, "--out", str(out), env=env, pin_one_device=False)
+    assert result.returncode == 0, result.stderr
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    devices = json.loads((out / "config.json").read_text())["environment"]["device_count"]
+    assert devices == (cores if cores and cores > 1 else 1)
+    assert_identical(data_of(out), data_of(tiny_run))
     assert_snapshots_identical(out, tiny_run)
 
 

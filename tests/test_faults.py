@@ -20,7 +20,7 @@ STAGES = ("t1", "t2", "t_best", "t_cross", "final")
 
 
 def start(out, fault=None):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1"}  # 2 chunks of 8
     env.pop("NOISYJAX_FAULT", None)
     if fault:
         env["NOISYJAX_FAULT"] = fault
@@ -39,7 +39,7 @@ def resume(out):
     proc = subprocess.run(
         [sys.executable, "-m", "sweeps.grid", *ARGS, "--out", str(out), "--resume"],
         cwd=ROOT,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        env={**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1"},
         capture_output=True,
         text=True,
         timeout=600,
