@@ -85,8 +85,10 @@ def to_gram(params0: Params, train: Batch, *others: Batch | None) -> tuple[Param
             return None
         xi_ND = batch.x[:, 1]
         return GramBatch(
-            k_KN=v_KD @ xi_ND.T,
-            a_JMN=jnp.einsum("jmd,nd->jmn", w0_JMD, xi_ND),
+            # The draws xi_ND are the left operand and the small results are transposed: a
+            # (D, N) layout of the draws would cost a copy of the largest array of the run.
+            k_KN=jnp.einsum("nd,kd->nk", xi_ND, v_KD).T,
+            a_JMN=jnp.transpose(jnp.einsum("nd,jmd->njm", xi_ND, w0_JMD), (1, 2, 0)),
             s_K=s_K,
             s0_JM=s0_JM,
             y=batch.y,
@@ -95,8 +97,9 @@ def to_gram(params0: Params, train: Batch, *others: Batch | None) -> tuple[Param
             mask=batch.mask,
         )
 
-    basis = GramBasis(v_KD @ v_KD.T, train.y, train.y_obs, train.flipped, train.mask)
-    p_JMK = w0_JMD @ v_KD.T  # A = <W(0), V>
+    g_KK = jnp.einsum("kd,ld->kl", v_KD, v_KD)
+    basis = GramBasis(g_KK, train.y, train.y_obs, train.flipped, train.mask)
+    p_JMK = jnp.einsum("jmd,kd->jmk", w0_JMD, v_KD)  # A = <W(0), V>
     c_JMK = jnp.zeros_like(p_JMK)
     params = {"c": c_JMK, "p": p_JMK, **({"b": params0["b"]} if "b" in params0 else {})}
     return (params, basis, *(project(b) for b in others))
