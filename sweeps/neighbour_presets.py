@@ -197,8 +197,8 @@ def kou2023_grid() -> tuple[Sweep, Callable]:
     """Kou et al. 2023, their full figure: 100 b x 100 d x 10 repeats = 100,000 trainings.
 
     Command: python -m sweeps.grid --preset kou2023-grid --out checkpoints/kou2023-grid
-    Runtime: 3 min 44 s measured on a 2-core CPU with the wishart engine (25 min while the
-      machine was shared with other jobs); their sequential loop, 2 h extrapolated from
+    Runtime: 2 min 30 s measured on an idle 2-core CPU with the wishart engine (25 min while
+      the machine was shared with other jobs); their sequential loop, 2 h extrapolated from
       benchmarks/bench_kou_sequential.py (docs/neighbours.md).
     Setting: as `kou2023`, over signal strength b = ||mu|| in {0, 0.1, ..., 9.9} and patch
       length d in {100, 110, ..., 1090}, 10 seeds per cell, test error w.r.t. the noisy test
