@@ -3,8 +3,9 @@
 `fit` trains caller-supplied weights on caller-supplied data; `make_train(cfg)` closes over the
 static config and returns a pure `train(key, hp, sizes=None)` that samples data and weights from
 the key (`sample_run`) and calls `fit`. Neither is jitted: callers compose `jit`, `vmap` and
-sharding. Every engine runs this loop; an engine only supplies pre-activations and the pull back
-of their gradient (`noisyjax.engines`).
+sharding. Every engine runs this loop; an engine only supplies the output and the pull back of
+its gradient onto the parameters and onto the step's coordinates in [mu; xi_1..xi_N]
+(`noisyjax.engines.forward`).
 """
 
 from __future__ import annotations
