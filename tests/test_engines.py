@@ -41,8 +41,14 @@ def trained(engine: str, dtype: str, options: tuple = ()) -> dict[str, np.ndarra
         **dict(options),
     )  # fmt: skip
     hp = nj.HParams(**{k: np.asarray(v, dtype) for k, v in vars(HP).items()})
-    _, metrics = jax.jit(nj.make_train(cfg))(jax.random.key(3), hp)
-    return {k: np.asarray(v, np.float64) for k, v in metrics.items()}
+    hp = hp.replace(relabel_rate=np.asarray(0.1, dtype))
+    state, metrics = jax.jit(nj.make_train(cfg))(jax.random.key(3), hp)
+    # The decomposition at the end and in every snapshot (read off C on gram, carried on dense).
+    fields = ("gamma", "rho_bar", "rho_under")
+    out = {**metrics, **{f"final_{f}": getattr(state, f) for f in fields}}
+    for name, snap in state.stages.snapshots.items():
+        out.update({f"{name}_snapshot_{f}": getattr(snap, f) for f in (*fields, "step")})
+    return {k: np.asarray(v, np.float64) for k, v in out.items()}
 
 
 KOU_OPTIONS = (
@@ -55,7 +61,17 @@ KOU_OPTIONS = (
 )
 
 
-@pytest.mark.parametrize("options", [(), KOU_OPTIONS], ids=["paper", "kou-options"])
+# Minibatch SGD keeps the labels fixed (gamma and rho read off C on gram); label-noise GD
+# changes them every step (accumulated as on dense).
+SGD = (("optimizer", "sgd"), ("batch_size", 16))
+LABEL_NOISE_GD = (("label_noise_gd", True),)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [(), KOU_OPTIONS, SGD, LABEL_NOISE_GD],
+    ids=["paper", "kou-options", "minibatch-sgd", "label-noise-gd"],
+)
 def test_gram_equals_dense_in_float64(options):
     dense, gram = trained("dense", "float64", options), trained("gram", "float64", options)
     assert set(dense) == set(gram)
