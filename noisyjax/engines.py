@@ -163,7 +163,8 @@ def forward(params: Params, train: Batch | GramBasis, cfg: Config) -> tuple[jax.
     def dense_backward(df_N: jax.Array) -> tuple[Params, jax.Array]:
         (dpre_NPJM,) = output_vjp(df_N)
         (grads,) = pre_vjp(dpre_NPJM)
-        dsignal_JM = jnp.einsum("njm,n->jm", dpre_NPJM[:, 0], train.y)  # x1 = y mu
+        y_N = jnp.where(train.mask, train.y, 0.0)  # x1 = y mu; padding samples are x = 0
+        dsignal_JM = jnp.einsum("njm,n->jm", dpre_NPJM[:, 0], y_N)
         dnoise_JMN = jnp.transpose(dpre_NPJM[:, 1], (1, 2, 0))  # x2 = xi_n
         return grads, jnp.concatenate([dsignal_JM[..., None], dnoise_JMN], axis=-1)
 

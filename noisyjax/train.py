@@ -88,7 +88,8 @@ def step_labels_and_weights(
         return labels_N, train.mask.astype(dtype) / jnp.sum(train.mask).astype(dtype)
     score_N = jnp.where(train.mask, jax.random.uniform(k_batch, labels_N.shape), jnp.inf)
     rank_N = jnp.argsort(jnp.argsort(score_N))
-    return labels_N, (rank_N < cfg.batch_size).astype(dtype) / cfg.batch_size
+    in_batch_N = (rank_N < cfg.batch_size) & train.mask  # padding never takes a batch slot
+    return labels_N, in_batch_N.astype(dtype) / cfg.batch_size
 
 
 def evaluated_test_err(state: TrainState, test: AnyBatch, cfg: Config) -> jax.Array:

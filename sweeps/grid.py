@@ -211,7 +211,8 @@ def execute(args: argparse.Namespace, sweep: Sweep, figures, max_memory: int | N
     from noisyjax.runner import check_out_dir, default_out, run_sweep
     from noisyjax.sweep import plan
 
-    distributed.use_cpu_cores()  # before the first JAX operation; only affects CPU devices
+    if not args.distributed:  # processes of a cluster must agree on their device counts
+        distributed.use_cpu_cores()  # before the first JAX operation; only CPU devices
     if args.distributed:
         try:
             distributed.initialize(

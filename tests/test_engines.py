@@ -80,6 +80,25 @@ def test_gram_equals_dense_in_float64(options):
         np.testing.assert_allclose(gram[name], dense[name], rtol=1e-9, atol=1e-12, err_msg=name)
 
 
+def test_gram_equals_dense_on_a_padded_run_with_bias_and_minibatches():
+    """Padding samples (x = 0, label 1, mask False) take no batch slot and move no coefficient,
+    even with a bias, whose pre-activation on them is not zero."""
+    cfg = nj.Config(
+        n=12, d=60, m=3, steps=60, log_every=10, n_test=50, dtype="float64", bias=True,
+        optimizer="sgd", batch_size=10,
+    )  # fmt: skip
+    sizes = nj.Sizes(n=np.int32(9), d=np.int32(60))
+    hp = nj.HParams(**{k: np.asarray(v, np.float64) for k, v in vars(HP).items()})
+    out = {}
+    for engine in ("dense", "gram"):
+        train = jax.jit(nj.make_train(cfg.replace(engine=engine)))
+        state, metrics = train(jax.random.key(5), hp, sizes)
+        out[engine] = {**metrics, "gamma": state.gamma, "rho": state.rho}
+    for name, a in out["dense"].items():
+        np.testing.assert_allclose(out["gram"][name], a, rtol=1e-9, atol=1e-12, err_msg=name)
+    assert np.all(np.asarray(out["dense"]["rho"])[..., 9:] == 0)  # padding moves nothing
+
+
 def test_gram_equals_dense_in_float32():
     """Continuous trajectories agree to 1e-4 of their scale; counts to one sample (or pair)."""
     dense, gram = trained("dense", "float32"), trained("gram", "float32")
