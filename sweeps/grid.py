@@ -167,7 +167,10 @@ def resolve(args: argparse.Namespace) -> tuple[Sweep, object]:
     return sweep, figures
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, cpu_cores_as_devices: bool = False) -> int:
+    """The CLI. `cpu_cores_as_devices` (set when run as a program, not when called from Python
+    code, where changing JAX's device count would leak into the caller) makes every CPU core a
+    JAX device before JAX starts (`noisyjax.distributed.use_cpu_cores`)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -198,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 fail(flag, value, "an integer >= 1")
         max_memory = parse_size(args.max_memory) if args.max_memory is not None else None
         sweep, figures = resolve(args)
+        args.cpu_cores_as_devices = cpu_cores_as_devices and not args.distributed
         return execute(args, sweep, figures, max_memory)
     except (UsageError, ConfigError, SweepDirError) as err:
         print(f"sweeps.grid: error: {err}", file=sys.stderr)
@@ -211,8 +215,10 @@ def execute(args: argparse.Namespace, sweep: Sweep, figures, max_memory: int | N
     from noisyjax.runner import check_out_dir, default_out, run_sweep
     from noisyjax.sweep import plan
 
-    if not args.distributed:  # processes of a cluster must agree on their device counts
-        distributed.use_cpu_cores()  # before the first JAX operation; only CPU devices
+    # Before the first JAX operation; only CPU devices. Not with --distributed: the processes of
+    # a cluster must plan the same chunks, so they keep JAX's default device count.
+    if getattr(args, "cpu_cores_as_devices", False):
+        distributed.use_cpu_cores()
     if args.distributed:
         try:
             distributed.initialize(
@@ -289,4 +295,4 @@ def _exit_now(code: int) -> NoReturn:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(cpu_cores_as_devices=True))
