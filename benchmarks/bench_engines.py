@@ -217,17 +217,17 @@ def devices_comparison(every: int) -> list[dict]:
     import subprocess
     import tempfile
 
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "JAX_NUM_CPU_DEVICES"}
     rows = []
     for engine, runs, steps in (("dense", 16, 300), ("wishart", 128, 3000)):
         by = {}
         for label, pin in (("1 device", {"JAX_NUM_CPU_DEVICES": "1"}), ("per core", {})):
-            env = {k: v for k, v in os.environ.items() if k != "JAX_NUM_CPU_DEVICES"}
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "out.json"
                 cmd = [sys.executable, "-m", "benchmarks.bench_engines", "--part", "scale"]
                 cmd += ["--scale-engine", engine, "--scale-runs", str(runs)]
                 cmd += ["--scale-steps", str(steps), "--every", str(every), "--json", str(path)]
-                root = Path(__file__).resolve().parents[1]
                 subprocess.run(cmd, check=True, cwd=root, env={**env, **pin}, capture_output=True)
                 result = json.loads(path.read_text())
             row = {**result["scale"], "devices": len(result["machine"]["devices"]), "how": label}

@@ -121,17 +121,3 @@ def rebuild_displacement(
     return jnp.einsum("j,jm,d->jmd", signs_J, gamma_JM, b0_D) + jnp.einsum(
         "jmn,nd->jmd", rho_JMN, b_ND
     )
-
-
-def coefficients(
-    params: dict[str, jax.Array],
-    carried: tuple[jax.Array | None, jax.Array | None, jax.Array | None],
-    geom: Geometry,
-    train: AnyBatch,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(gamma, rho_bar, rho_under) of a training state: the carried ones (dense engine, or
-    labels that change between steps), else read off the coefficients C (`from_coordinates`)."""
-    gamma, rho_bar, rho_under = carried
-    if rho_bar is not None:
-        return gamma, rho_bar, rho_under
-    return from_coordinates(params["c"], geom, train.y_obs)

@@ -134,12 +134,16 @@ def gram_output(
     return second_layer(signal_N + noise_N, cfg)
 
 
+def signal_labels(batch: AnyBatch) -> jax.Array:
+    """y of every sample, 0 on padding samples: the signal patch x1 = y mu is 0 there, as x is."""
+    return jnp.where(batch.mask, batch.y, 0.0)
+
+
 def outputs(params: Params, batch: AnyBatch, cfg: Config) -> jax.Array:
     """The network output f(W, x) of every sample: (N,)."""
     if isinstance(batch, Batch):
         return output(dense_preactivations(params, batch.x), cfg)
-    y_N = jnp.where(batch.mask, batch.y, 0.0)
-    return gram_output(*projections(params, batch), y_N, params.get("b"), cfg)
+    return gram_output(*projections(params, batch), signal_labels(batch), params.get("b"), cfg)
 
 
 def forward(params: Params, train: Batch | GramBasis, cfg: Config) -> tuple[jax.Array, Backward]:
@@ -163,8 +167,7 @@ def forward(params: Params, train: Batch | GramBasis, cfg: Config) -> tuple[jax.
     def dense_backward(df_N: jax.Array) -> tuple[Params, jax.Array]:
         (dpre_NPJM,) = output_vjp(df_N)
         (grads,) = pre_vjp(dpre_NPJM)
-        y_N = jnp.where(train.mask, train.y, 0.0)  # x1 = y mu; padding samples are x = 0
-        dsignal_JM = jnp.einsum("njm,n->jm", dpre_NPJM[:, 0], y_N)
+        dsignal_JM = jnp.einsum("njm,n->jm", dpre_NPJM[:, 0], signal_labels(train))  # x1 = y mu
         dnoise_JMN = jnp.transpose(dpre_NPJM[:, 1], (1, 2, 0))  # x2 = xi_n
         return grads, jnp.concatenate([dsignal_JM[..., None], dnoise_JMN], axis=-1)
 

@@ -23,7 +23,6 @@ from noisyjax.data import Batch, realized_rates, sample
 from noisyjax.decomposition import (
     Geometry,
     coefficient_increments,
-    coefficients,
     from_coordinates,
     geometry,
     projected_coordinates,
@@ -41,7 +40,7 @@ class TrainState(NamedTuple):
     """The scan carry: weights, optimizer state and the exact decomposition coefficients.
 
     Inside the loop of a gram or wishart run with fixed labels gamma and rho are not carried
-    (None): they are read off the coefficients C (`noisyjax.decomposition.coefficients`). The
+    (None): they are read off the coefficients C (`noisyjax.decomposition.from_coordinates`). The
     state `fit` returns always has them.
     """
 
@@ -59,8 +58,10 @@ class TrainState(NamedTuple):
         return self.rho_bar + self.rho_under
 
     def decomposition(self, geom: Geometry, train: AnyBatch) -> tuple[jax.Array, ...]:
-        """(gamma, rho_bar, rho_under), carried or read off C."""
-        return coefficients(self.params, (self.gamma, self.rho_bar, self.rho_under), geom, train)
+        """(gamma, rho_bar, rho_under): the carried ones, else read off C."""
+        if self.rho_bar is not None:
+            return self.gamma, self.rho_bar, self.rho_under
+        return from_coordinates(self.params["c"], geom, train.y_obs)
 
 
 def carries_decomposition(cfg: Config) -> bool:

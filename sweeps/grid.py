@@ -201,14 +201,20 @@ def main(argv: list[str] | None = None, *, cpu_cores_as_devices: bool = False) -
                 fail(flag, value, "an integer >= 1")
         max_memory = parse_size(args.max_memory) if args.max_memory is not None else None
         sweep, figures = resolve(args)
-        args.cpu_cores_as_devices = cpu_cores_as_devices and not args.distributed
-        return execute(args, sweep, figures, max_memory)
+        return execute(args, sweep, figures, max_memory, cpu_cores_as_devices=cpu_cores_as_devices)
     except (UsageError, ConfigError, SweepDirError) as err:
         print(f"sweeps.grid: error: {err}", file=sys.stderr)
         return EXIT_USAGE
 
 
-def execute(args: argparse.Namespace, sweep: Sweep, figures, max_memory: int | None) -> int:
+def execute(
+    args: argparse.Namespace,
+    sweep: Sweep,
+    figures,
+    max_memory: int | None,
+    *,
+    cpu_cores_as_devices: bool = False,
+) -> int:
     import jax
 
     from noisyjax import distributed
@@ -217,7 +223,7 @@ def execute(args: argparse.Namespace, sweep: Sweep, figures, max_memory: int | N
 
     # Before the first JAX operation; only CPU devices. Not with --distributed: the processes of
     # a cluster must plan the same chunks, so they keep JAX's default device count.
-    if getattr(args, "cpu_cores_as_devices", False):
+    if cpu_cores_as_devices and not args.distributed:
         distributed.use_cpu_cores()
     if args.distributed:
         try:
