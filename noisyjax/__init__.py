@@ -1,7 +1,7 @@
 """noisyjax: label noise and the two stages of feature learning (Han et al., ICML 2025) in JAX."""
 
 from noisyjax.checkpoints import load_filters, load_run, load_run_data, load_stage
-from noisyjax.config import Config, ConfigError, HParams, Sizes
+from noisyjax.config import TRANSITION_NAMES, Config, ConfigError, HParams, Sizes
 from noisyjax.data import Batch, realized_rates, sample
 from noisyjax.decomposition import Geometry, geometry, rebuild_displacement
 from noisyjax.engines import GramBatch, filters, to_gram
@@ -10,13 +10,15 @@ from noisyjax.metrics import METRIC_NAMES, measure
 from noisyjax.model import activation, apply, init_params, preactivations
 from noisyjax.results import SweepDirError, load_sweep
 from noisyjax.runner import run_sweep
-from noisyjax.stages import NEVER, Snapshot
+from noisyjax.stages import NEVER, PROBES, Snapshot
 from noisyjax.sweep import Plan, plan
 from noisyjax.train import TrainState, fit, make_train, sample_run
 
 __all__ = [
     "METRIC_NAMES",
     "NEVER",
+    "PROBES",
+    "TRANSITION_NAMES",
     "Snapshot",
     "load_filters",
     "load_run",

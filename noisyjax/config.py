@@ -27,8 +27,25 @@ DTYPES = ("float32", "float64")
 ENGINES = ("dense", "gram", "wishart", "auto")
 INITS = ("gaussian", "torch")
 OUTPUT_SCALES = ("paper", "kou")
-TRANSITION_NAMES = ("t1", "t2", "t_best", "t_cross")
+# The stage markers of docs/stages.md, in the order a two-stage run usually meets them.
+TRANSITION_NAMES = (
+    "t1",
+    "t_stage1",
+    "t_clean",
+    "t_overtake",
+    "t_cross_flipped",
+    "t_half_flipped",
+    "t_memorize",
+    "t2",
+    "t_best",
+    "t_cross",
+)
 STAGE_NAMES = TRANSITION_NAMES + ("final",)
+# Snapshots kept unless asked otherwise: the Stage-I window's ends, the fits, the oracle stop.
+DEFAULT_SNAPSHOTS = ("t1", "t_stage1", "t_memorize", "t2", "t_best", "t_cross", "final")
+# Mean clean training loss that ends Stage I on the loss scale (t_clean): a clean margin of
+# log(1 / (e^0.3 - 1)) = 1.05, where -l' has fallen from 1/2 to 0.26 (docs/stages.md).
+CLEAN_LOSS_LEVEL = 0.3
 
 
 class ConfigError(ValueError):
@@ -103,8 +120,10 @@ class Config:
         mean over the two patches: f = (m/2) f_paper, Kou et al. 2023).
       eval_every: the test error (for t_best) is evaluated every `eval_every` steps and at
         every logged step; 1 is exact.
-      snapshot_stages: the stages whose weights and coefficients are kept (t1, t2, t_best,
-        t_cross, final); each costs one copy of the filters per run.
+      snapshot_stages: the stages whose weights and coefficients are kept (any of
+        TRANSITION_NAMES and "final"; default DEFAULT_SNAPSHOTS); each costs one copy of the
+        filters per run.
+      clean_loss_level: t_clean is the first step with mean clean training loss below it.
     """
 
     n: int = 200
@@ -130,7 +149,8 @@ class Config:
     init: str = "gaussian"
     output_scale: str = "paper"
     eval_every: int = 1
-    snapshot_stages: tuple[str, ...] = STAGE_NAMES
+    snapshot_stages: tuple[str, ...] = DEFAULT_SNAPSHOTS
+    clean_loss_level: float = CLEAN_LOSS_LEVEL
 
     def __post_init__(self) -> None:
         for field in ("n", "d", "m", "steps", "log_every", "n_test"):
@@ -172,6 +192,7 @@ class Config:
         check_choice("init", self.init, INITS)
         check_choice("output_scale", self.output_scale, OUTPUT_SCALES)
         check_int("eval_every", self.eval_every)
+        check_real("clean_loss_level", self.clean_loss_level, 0.0, math.log(2.0), open_low=True)
         stages = self.snapshot_stages
         if isinstance(stages, str):  # "t1,final" from the command line
             stages = tuple(s.strip() for s in stages.split(",") if s.strip())
@@ -217,12 +238,6 @@ class Config:
     def reduced_d(self) -> int:
         """Dimension of the span the wishart engine samples in: u, 2m filters, n noise vectors."""
         return 1 + 2 * self.m + self.n
-
-    @property
-    def output_factor(self) -> float:
-        """The second-layer weight magnitude: 1/m (the paper) or 1/2 (Kou et al.); `model.output`
-        divides by m rather than multiply by 1/m, to keep the paper's rounding."""
-        return 0.5 if self.output_scale == "kou" else 1.0 / self.m
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)

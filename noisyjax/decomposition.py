@@ -121,3 +121,11 @@ def rebuild_displacement(
     return jnp.einsum("j,jm,d->jmd", signs_J, gamma_JM, b0_D) + jnp.einsum(
         "jmn,nd->jmd", rho_JMN, b_ND
     )
+
+
+def subset_noise_norm(update_JMK: jax.Array, geom: Geometry, select_N: jax.Array) -> jax.Array:
+    """Frobenius norm of the part of a step built from the selected samples' noise vectors,
+    sum_{i selected} u_i xi_i (the flipped samples' share of the noise part, t_cross_flipped)."""
+    u_JMN = jnp.where(select_N[None, None], update_JMK[..., 1:], 0.0)
+    noise2 = jnp.einsum("jmn,nk,jmk->", u_JMN, geom.xi_gram_NN, u_JMN)
+    return jnp.sqrt(jnp.maximum(noise2, 0.0))

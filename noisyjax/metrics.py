@@ -78,6 +78,18 @@ def auroc(score_N: jax.Array, positive_N: jax.Array, negative_N: jax.Array) -> j
     return jnp.where(count > 0, value, jnp.nan)
 
 
+def test_error_counts(params: Params, test: AnyBatch, cfg: Config) -> dict[str, jax.Array]:
+    """Number of 0-1 errors (y f <= 0) against the true and against the noisy labels (int32).
+
+    Counts, not fractions: the stage markers compare them (t_best), and a count is the same
+    integer whatever way a compiler rounds the division by the test-set size."""
+    f_N = outputs(params, test, cfg)
+    return {
+        "test_err": jnp.sum((test.y * f_N <= 0) & test.mask, dtype=jnp.int32),
+        "test_err_noisy_labels": jnp.sum((test.y_obs * f_N <= 0) & test.mask, dtype=jnp.int32),
+    }
+
+
 def test_errors(
     params: Params, test: AnyBatch, cfg: Config, prefix: str = "test"
 ) -> dict[str, jax.Array]:

@@ -1,18 +1,32 @@
-"""Stage transitions detected inside the compiled run (SCIENCE.md section 5).
+"""Stage markers detected inside the compiled run (docs/stages.md, docs/science.md section 5).
 
-Checked at every step t on the state W(t) before the step is taken (and once on the final state):
-  t1      first step with every clean sample fitted (margin y_obs f > 0): end of Stage I;
-  t2      first step with every training sample fitted: end of Stage II;
-  t_best  step of the lowest true-label test error (test error evaluated every `eval_every`
-          steps and at every logged step; with the default 1 this is exact), the oracle
-          early-stopping point;
-  t_cross first step whose update has a noise part (in span{xi_i}) larger in norm than its
-          signal part (along mu).
-A transition that never happens is reported as NEVER (-1). "Stage I exists" when at t1 at least
-90% of the flipped samples still have loss > log 2; never when there is no flipped sample.
+Each marker is the first step t at which a condition holds on the state W(t), checked before the
+step from W(t) is taken (and once on the final state). With F the flipped and C the clean
+training samples, z_i = y_obs_i f(W(t), x_i) and l_i = log(1 + exp(-z_i)):
+  t1              z_i > 0 for every i in C (a diagnostic: from a small init often step 1);
+  t_stage1        t1's condition and at least 90% of F with l_i > log 2 (z_i < 0): the network
+                  fits C and still predicts the true label of the flipped samples. Start of the
+                  Stage-I window;
+  t_memorize      the first step after t_stage1 with fewer than 90% of F at l_i > log 2: the end
+                  of the window, where the flipped samples are being memorized;
+  t_clean         mean_{i in C} l_i < Config.clean_loss_level: a loss-level end of Stage I;
+  t_overtake      mean_{i in F} max_r rho_bar_{y_obs_i, r, i} > max_{j,r} gamma_{j,r};
+  t_cross_flipped || sum_{i in F} u_i xi_i || > || u_0 mu || for the step u = [u_0; u_1..u_N]
+                  taken from W(t): the flipped samples' noise outgrows the signal in the step;
+  t_half_flipped  z_i > 0 for at least half of F, at or after t1 (at the init about half of F
+                  fit by chance): the median memorization time, robust to stragglers;
+  t2              z_i > 0 for every training sample (set by the slowest straggler);
+  t_best          the lowest true-label test error (evaluated every `eval_every` steps and at
+                  every logged step; counted in whole test errors, so no rounding decides it);
+  t_cross         || sum_i u_i xi_i || > || u_0 mu ||: all noise against the signal. Already
+                  about (1 - 2 tau) sqrt(n SNR^2 / 2) at step 0, so it marks the initialization's
+                  geometry, not Stage II; kept because earlier results report it.
+A marker that never happens is NEVER (-1); without flipped samples the flipped-sample markers
+never happen, so "Stage I exists" (the window is non-empty, t_stage1 != NEVER) is False.
 
-Snapshots (weights and the gamma/rho state) at each transition are held in the scan carry, so
-they survive vmap and need no host callback.
+At each marker the probes (PROBES) are recorded, and the state is kept as a Snapshot for the
+markers in `Config.snapshot_stages`; all of it lives in the scan carry, so it survives vmap and
+needs no host callback.
 """
 
 from __future__ import annotations
@@ -29,16 +43,22 @@ from noisyjax.metrics import LOG2, auroc, masked_mean
 
 NEVER = -1
 TRANSITIONS = TRANSITION_NAMES
-STAGE_ONE_FRACTION = 0.9
+STAGE_ONE_FRACTION = 0.9  # the Stage-I window: >= 90% of flipped samples at loss > log 2
 PROBES = (
+    "train_acc_clean",
     "train_acc_noisy",
+    "train_loss_clean",
+    "train_loss_noisy",
     "frac_noisy_above_log2",
     "frac_clean_below_log2",
     "loss_auroc",
     "gamma_max",
+    "rho_bar_clean",
     "rho_bar_noisy",
     "test_err",
+    "test_err_noisy_labels",
 )
+TEST_ERRORS = ("test_err", "test_err_noisy_labels")
 
 
 class Snapshot(NamedTuple):
@@ -58,14 +78,22 @@ class Snapshot(NamedTuple):
     step: jax.Array  # () int32
 
 
+class StepParts(NamedTuple):
+    """Norms of the parts of the step taken from a state (None on the final state)."""
+
+    signal: jax.Array  # || u_0 mu ||
+    noise: jax.Array  # || sum_i u_i xi_i ||
+    noise_flipped: jax.Array  # || sum_{i flipped} u_i xi_i ||
+
+
 class Stages(NamedTuple):
-    """Transition times, the probe values at each, and the requested snapshots."""
+    """Marker times, the probe values at each, the latest test errors and the snapshots."""
 
     times: dict[str, jax.Array]  # name -> () int32, NEVER until it happens
     probes: dict[str, dict[str, jax.Array]]  # name -> probe values at that time
-    test_err: jax.Array  # the latest evaluated test error
-    best_test_err: jax.Array
-    snapshots: dict[str, Snapshot]  # for the transitions in cfg.snapshot_stages
+    wrong: dict[str, jax.Array]  # latest evaluated test errors as counts, TEST_ERRORS -> int32
+    best_wrong: jax.Array  # () int32: the fewest true-label test errors so far
+    snapshots: dict[str, Snapshot]  # for the markers in cfg.snapshot_stages
 
 
 def snapshot_of(state) -> Snapshot:
@@ -75,19 +103,20 @@ def snapshot_of(state) -> Snapshot:
     return Snapshot(w, b, state.gamma, state.rho_bar, state.rho_under, state.step)
 
 
-def init_stages(state, cfg: Config, train: AnyBatch) -> Stages:
+def init_stages(state, cfg: Config, train: AnyBatch, test: AnyBatch) -> Stages:
     dtype = train.y.dtype
     never = jnp.asarray(NEVER, jnp.int32)
     nan = jnp.asarray(jnp.nan, dtype)
     losses_N = jnp.full(train.y.shape, jnp.nan, dtype)
+    unknown = jnp.asarray(test.y.shape[0] + 1, jnp.int32)  # more errors than test samples
     return Stages(
         times={t: never for t in TRANSITIONS},
         probes={
             t: {**{p: nan for p in PROBES if p != "loss_auroc"}, "losses": losses_N}
             for t in TRANSITIONS
         },
-        test_err=nan,
-        best_test_err=jnp.asarray(jnp.inf, dtype),
+        wrong={name: unknown for name in TEST_ERRORS},
+        best_wrong=unknown,
         snapshots={
             t: snapshot_of(state)._replace(step=never)
             for t in TRANSITIONS
@@ -101,23 +130,56 @@ def probe(
     rho_bar_JMN: jax.Array,
     z_N: jax.Array,
     train: AnyBatch,
-    test_err: jax.Array,
+    test_err: dict[str, jax.Array],
 ) -> dict[str, jax.Array]:
-    """The cheap per-step quantities recorded at a transition."""
+    """The per-step quantities recorded at a marker (the AUROC is taken later, from `losses`)."""
     loss_N = jax.nn.softplus(-z_N)
+    correct_N = (z_N > 0).astype(z_N.dtype)
     clean_N = train.mask & ~train.flipped
     noisy_N = train.mask & train.flipped
     rho_bar_JN = jnp.max(rho_bar_JMN, axis=1)
-    own_N = jnp.where(train.y_obs > 0, rho_bar_JN[0], rho_bar_JN[1])
+    own_N = jnp.where(train.y_obs > 0, rho_bar_JN[0], rho_bar_JN[1])  # group 0 holds j = +1
     dtype = z_N.dtype
     return {
-        "train_acc_noisy": masked_mean((z_N > 0).astype(dtype), noisy_N),
+        "train_acc_clean": masked_mean(correct_N, clean_N),
+        "train_acc_noisy": masked_mean(correct_N, noisy_N),
+        "train_loss_clean": masked_mean(loss_N, clean_N),
+        "train_loss_noisy": masked_mean(loss_N, noisy_N),
         "frac_noisy_above_log2": masked_mean((loss_N > LOG2).astype(dtype), noisy_N),
         "frac_clean_below_log2": masked_mean((loss_N < LOG2).astype(dtype), clean_N),
-        "losses": loss_N,  # the AUROC is taken from them once, in `summary`
+        "losses": loss_N,
         "gamma_max": jnp.max(gamma_JM),
+        "rho_bar_clean": masked_mean(own_N, clean_N),
         "rho_bar_noisy": masked_mean(own_N, noisy_N),
-        "test_err": test_err,
+        **test_err,
+    }
+
+
+def hits(
+    stages: Stages,
+    values: dict[str, jax.Array],
+    z_N: jax.Array,
+    parts: StepParts | None,
+    train: AnyBatch,
+    cfg: Config,
+) -> dict[str, jax.Array]:
+    """Whether each marker's condition holds on this state (module docstring)."""
+    fitted_N = (z_N > 0) | ~train.mask
+    clean_fitted = jnp.all(fitted_N | train.flipped)
+    # NaN (no flipped or no clean sample) compares False: those markers then never happen.
+    above = values["frac_noisy_above_log2"]
+    fitted_once = (stages.times["t1"] != NEVER) | clean_fitted  # at or after t1
+    no = jnp.bool_(False)
+    return {
+        "t1": clean_fitted,
+        "t_stage1": clean_fitted & (above >= STAGE_ONE_FRACTION),
+        "t_memorize": (stages.times["t_stage1"] != NEVER) & (above < STAGE_ONE_FRACTION),
+        "t_clean": values["train_loss_clean"] < cfg.clean_loss_level,
+        "t_overtake": values["rho_bar_noisy"] > values["gamma_max"],
+        "t_cross_flipped": parts.noise_flipped > parts.signal if parts is not None else no,
+        "t_half_flipped": fitted_once & (values["train_acc_noisy"] >= 0.5),
+        "t2": jnp.all(fitted_N),
+        "t_cross": parts.noise > parts.signal if parts is not None else no,
     }
 
 
@@ -125,47 +187,45 @@ def observe(
     stages: Stages,
     state,
     z_N: jax.Array,
-    test_err: jax.Array | None,
-    noise_over_signal: jax.Array | None,
+    wrong: dict[str, jax.Array],
+    parts: StepParts | None,
     train: AnyBatch,
+    test: AnyBatch,
     geom: Geometry,
+    cfg: Config,
 ) -> Stages:
-    """Update the transitions with the state W(t) (margins z_N = y_obs f, step = state.step).
+    """Update the markers with the state W(t) (margins z_N = y_obs f, step = state.step).
 
-    `test_err` is the latest evaluated test error (it may be up to eval_every - 1 steps old, and
-    so are the `test_err` probes); `noise_over_signal` is None on the final state, from which no
+    `wrong` is the latest evaluated count of test errors (it may be up to eval_every - 1 steps
+    old, and so are the test-error probes); `parts` is None on the final state, from which no
     step is taken.
     """
     t = state.step
-    fitted_N = (z_N > 0) | ~train.mask
-    hits = {
-        "t1": jnp.all(fitted_N | train.flipped),
-        "t2": jnp.all(fitted_N),
-        "t_cross": noise_over_signal if noise_over_signal is not None else jnp.bool_(False),
-    }
-    new = {name: (stages.times[name] == NEVER) & hit for name, hit in hits.items()}
-    new["t_best"] = test_err < stages.best_test_err  # NaN (no evaluation yet) compares False
+    n_test = jnp.sum(test.mask).astype(z_N.dtype)
+    test_err = {name: wrong[name].astype(z_N.dtype) / n_test for name in TEST_ERRORS}
     gamma_JM, rho_bar_JMN, _ = state.decomposition(geom, train)
     values = probe(gamma_JM, rho_bar_JMN, z_N, train, test_err)
-    times = {name: jnp.where(new[name], t, stages.times[name]) for name in TRANSITIONS}
-    probes = {
-        name: jax.tree.map(
-            lambda a, b, n=new[name]: jnp.where(n, a, b), values, stages.probes[name]
-        )
-        for name in TRANSITIONS
+    new = {
+        name: (stages.times[name] == NEVER) & hit
+        for name, hit in hits(stages, values, z_N, parts, train, cfg).items()
     }
+    new["t_best"] = wrong["test_err"] < stages.best_wrong
+
+    def pick(n, a, b):
+        return jax.tree.map(lambda u, v: jnp.where(n, u, v), a, b)
+
     current = snapshot_of(state)
-    snapshots = {
-        name: jax.tree.map(lambda a, b, n=new[name]: jnp.where(n, a, b), current, snap)
-        for name, snap in stages.snapshots.items()
-    }
     return Stages(
-        times, probes, test_err, jnp.where(new["t_best"], test_err, stages.best_test_err), snapshots
+        times={name: jnp.where(new[name], t, stages.times[name]) for name in TRANSITIONS},
+        probes={name: pick(new[name], values, stages.probes[name]) for name in TRANSITIONS},
+        wrong=wrong,
+        best_wrong=jnp.where(new["t_best"], wrong["test_err"], stages.best_wrong),
+        snapshots={name: pick(new[name], current, s) for name, s in stages.snapshots.items()},
     )
 
 
-def summary(stages: Stages, train: AnyBatch) -> dict[str, jax.Array]:
-    """Per-run scalars for the results: transition times, probes at each, stage_one_exists."""
+def summary(stages: Stages, train: AnyBatch, test: AnyBatch, cfg: Config) -> dict[str, jax.Array]:
+    """Per-run scalars for the results: marker times, probes at each, the Stage-I window."""
     out: dict[str, jax.Array] = {name: stages.times[name] for name in TRANSITIONS}
     clean_N, noisy_N = train.mask & ~train.flipped, train.mask & train.flipped
     for name in TRANSITIONS:
@@ -174,8 +234,12 @@ def summary(stages: Stages, train: AnyBatch) -> dict[str, jax.Array]:
         probes["loss_auroc"] = jnp.where(stages.times[name] == NEVER, jnp.nan, value)
         for key in PROBES:
             out[f"{name}_{key}"] = probes[key]
-    above = stages.probes["t1"]["frac_noisy_above_log2"]
-    # NaN (no flipped sample) compares False: without label noise there is no Stage I.
-    out["stage_one_exists"] = (stages.times["t1"] != NEVER) & (above >= STAGE_ONE_FRACTION)
-    out["best_test_err"] = stages.best_test_err
+    start, end = stages.times["t_stage1"], stages.times["t_memorize"]
+    out["stage_one_exists"] = start != NEVER
+    # Steps in the window [t_stage1, t_memorize); a window still open at the end of training
+    # is counted up to the final state (t_memorize = NEVER says it was censored).
+    closes = jnp.where(end == NEVER, cfg.steps + 1, end)
+    out["stage_one_length"] = jnp.where(start == NEVER, 0, closes - start).astype(jnp.int32)
+    n_test = jnp.sum(test.mask).astype(train.y.dtype)
+    out["best_test_err"] = stages.best_wrong.astype(train.y.dtype) / n_test
     return out

@@ -28,10 +28,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from noisyjax import faults
-from noisyjax.config import HPARAM_FIELDS, Config, ConfigError, HParams, Sizes
+from noisyjax.config import HPARAM_FIELDS, TRANSITION_NAMES, Config, ConfigError, HParams, Sizes
 from noisyjax.grid import RunTable, Sweep, expand
 from noisyjax.metrics import metric_names
-from noisyjax.stages import Snapshot, snapshot_of
+from noisyjax.stages import PROBES, Snapshot, snapshot_of
 from noisyjax.train import make_train
 
 SAFETY = 2.0  # headroom over the counted tensors in `bytes_per_run`
@@ -116,6 +116,7 @@ def bytes_per_run(cfg: Config) -> int:
         + 3 * n * n  # gamma/rho bookkeeping, noise Gram matrix
         + (0 if cfg.exact_recursion else (n + 1) * (cfg.d + 2 * (n + 1)))  # projection basis
         + cfg.n_logs * (len(metric_names(cfg)) + 4 + (n if cfg.log_samples else 0))
+        + 2 * len(TRANSITION_NAMES) * (len(PROBES) + n)  # marker probes, in and out
         + 2 * (len(cfg.snapshot_stages) + 1) * 2 * m * (d_step + 2 * n)  # snapshots, in and out
     )
     return int(SAFETY * floats * jnp.dtype(cfg.dtype).itemsize)
@@ -124,7 +125,8 @@ def bytes_per_run(cfg: Config) -> int:
 def output_bytes(cfg: Config) -> int:
     """Bytes of one run's outputs held for a whole chunk: trajectories, scalars, snapshots."""
     per_log = len(metric_names(cfg)) + 1 + (cfg.n if cfg.log_samples else 0)
-    trajectories = cfg.n_logs * per_log + 64 + cfg.n
+    scalars = len(TRANSITION_NAMES) * (len(PROBES) + 1) + 16  # markers, probes, summaries
+    trajectories = cfg.n_logs * per_log + scalars + cfg.n
     return trajectories * jnp.dtype(cfg.dtype).itemsize + snapshot_bytes(cfg)
 
 

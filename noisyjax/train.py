@@ -27,11 +27,12 @@ from noisyjax.decomposition import (
     geometry,
     projected_coordinates,
     step_norms,
+    subset_noise_norm,
 )
 from noisyjax.engines import AnyBatch, forward, outputs, to_gram
-from noisyjax.metrics import measure, test_errors
-from noisyjax.model import Params, init_params
-from noisyjax.stages import NEVER, Stages, init_stages, observe, summary
+from noisyjax.metrics import measure, test_error_counts
+from noisyjax.model import SIGNS_J, Params, init_params
+from noisyjax.stages import NEVER, Stages, StepParts, init_stages, observe, summary
 
 Metrics = dict[str, jax.Array]
 
@@ -47,8 +48,8 @@ class TrainState(NamedTuple):
     params: Params
     opt_state: Any
     gamma: jax.Array | None  # (J, M)
-    rho_bar: jax.Array | None  # (J, M, N): accumulated non-negative increments
-    rho_under: jax.Array | None  # (J, M, N): accumulated non-positive increments
+    rho_bar: jax.Array | None  # (J, M, N): rho where j = y_obs_i (>= 0 under GD)
+    rho_under: jax.Array | None  # (J, M, N): rho where j = -y_obs_i (<= 0 under GD)
     step: jax.Array  # () int32
     stages: Stages | None = None  # transition times, probes and snapshots
     diverged_at: jax.Array | None = None  # () int32: first step with a non-finite loss, or -1
@@ -65,9 +66,9 @@ class TrainState(NamedTuple):
 
 
 def carries_decomposition(cfg: Config) -> bool:
-    """Whether gamma and rho are accumulated step by step: always on the dense engine, and with
-    label-noise GD, whose increments change sign with the labels (`from_coordinates`)."""
-    return cfg.step_engine == "dense" or cfg.label_noise_gd
+    """Whether gamma and rho are accumulated step by step (the dense engine); the gram and
+    wishart engines read them off the coefficients C (`from_coordinates`)."""
+    return cfg.step_engine == "dense"
 
 
 def optimizer(cfg: Config, eta: jax.Array) -> optax.GradientTransformation:
@@ -93,15 +94,14 @@ def step_labels_and_weights(
     return labels_N, in_batch_N.astype(dtype) / cfg.batch_size
 
 
-def evaluated_test_err(state: TrainState, test: AnyBatch, cfg: Config) -> jax.Array:
-    """True-label test error of W(t) on evaluation steps (every cfg.eval_every), else the latest
-    one. Logged steps were just evaluated by `measure` (`fit` stores it), so they reuse it."""
+def evaluated_wrong(state: TrainState, test: AnyBatch, cfg: Config) -> dict[str, jax.Array]:
+    """Test-error counts of W(t) on evaluation steps (every cfg.eval_every steps and every
+    logged step), else the latest ones. One function evaluates every step the markers see, so
+    t_best never compares numbers computed by two differently compiled programs."""
     # The step counter is not batched under vmap, so this stays a real branch.
-    fresh = (state.step % cfg.eval_every == 0) & (state.step % cfg.log_every != 0)
+    fresh = (state.step % cfg.eval_every == 0) | (state.step % cfg.log_every == 0)
     return jax.lax.cond(
-        fresh,
-        lambda: test_errors(state.params, test, cfg)["test_err"],
-        lambda: state.stages.test_err,
+        fresh, lambda: test_error_counts(state.params, test, cfg), lambda: state.stages.wrong
     )
 
 
@@ -115,8 +115,8 @@ def train_step(
     hp: HParams,
     opt: optax.GradientTransformation,
 ) -> TrainState:
-    """One optimisation step with the coefficient bookkeeping of SCIENCE.md section 4, after
-    checking the stage transitions on the state it starts from (SCIENCE.md section 5)."""
+    """One optimisation step with the coefficient bookkeeping of docs/science.md section 4,
+    after checking the stage markers on the state it starts from (`noisyjax.stages`)."""
     labels_N, weight_N = step_labels_and_weights(
         jax.random.fold_in(key, state.step), train, cfg, hp
     )
@@ -134,16 +134,10 @@ def train_step(
     else:  # (minibatch) GD: -eta times the gradient's coordinates
         u_JMK = -jnp.asarray(hp.eta, f_N.dtype) * dc_JMK
     signal, noise = step_norms(u_JMK, geom, updates.get("p"))
+    parts = StepParts(signal, noise, subset_noise_norm(u_JMK, geom, train.flipped & train.mask))
     z_obs_N = z_N if not cfg.label_noise_gd else train.y_obs * f_N
-    stages = observe(
-        state.stages,
-        state,
-        z_obs_N,
-        evaluated_test_err(state, test, cfg),
-        noise > signal,
-        train,
-        geom,
-    )
+    wrong = evaluated_wrong(state, test, cfg)
+    stages = observe(state.stages, state, z_obs_N, wrong, parts, train, test, geom, cfg)
     state = state._replace(
         params=optax.apply_updates(state.params, updates),
         opt_state=opt_state,
@@ -154,11 +148,13 @@ def train_step(
     if state.rho_bar is None:
         return state
     dgamma_JM, drho_JMN = coefficient_increments(u_JMK, geom)
-    return state._replace(
-        gamma=state.gamma + dgamma_JM,
-        rho_bar=state.rho_bar + jnp.maximum(drho_JMN, 0.0),
-        rho_under=state.rho_under + jnp.minimum(drho_JMN, 0.0),
-    )
+    # Split by label, rho_bar = rho 1(j = y_obs_i) (Huang et al. 2025, section 4.1): under GD
+    # with fixed labels every increment where j = y_obs_i is >= 0 and the others <= 0, so this is
+    # also the split by sign; under label-noise GD increments change sign and rho_bar can fall.
+    own_JN = (jnp.asarray(SIGNS_J, drho_JMN.dtype)[:, None] * train.y_obs[None, :]) > 0
+    rho_bar = state.rho_bar + jnp.where(own_JN[:, None], drho_JMN, 0.0)
+    rho_under = state.rho_under + jnp.where(own_JN[:, None], 0.0, drho_JMN)
+    return state._replace(gamma=state.gamma + dgamma_JM, rho_bar=rho_bar, rho_under=rho_under)
 
 
 def divergence(state: TrainState, loss: jax.Array) -> jax.Array:
@@ -217,7 +213,7 @@ def fit(
         jnp.zeros((), jnp.int32),
     )
     state0 = state0._replace(
-        stages=init_stages(state0, cfg, train), diverged_at=jnp.asarray(NEVER, jnp.int32)
+        stages=init_stages(state0, cfg, train, test), diverged_at=jnp.asarray(NEVER, jnp.int32)
     )
 
     def log_point(state: TrainState) -> Metrics:
@@ -241,18 +237,15 @@ def fit(
         state = jax.lax.fori_loop(
             0, n_steps, lambda _, s: train_step(s, key, train, test, geom, cfg, hp, opt), state
         )
-        logged = log_point(state)
-        # This state's test error is evaluated: the step taken from it reuses the value.
-        stages = state.stages._replace(test_err=logged["test_err"])
-        return state._replace(stages=stages), logged
+        return state, log_point(state)
 
     state, metrics = jax.lax.scan(block, state0, jnp.arange(cfg.n_logs, dtype=jnp.int32))
     # The final state is checked too; no step is taken from it, so it has no t_cross.
     z_N = train.y_obs * outputs(state.params, train, cfg)
-    final_err = state.stages.test_err  # the last logged point is the final state
+    final_wrong = evaluated_wrong(state, test, cfg)  # the final step is a logged one
     final_loss = jnp.sum(jnp.where(train.mask, jax.nn.softplus(-z_N), 0.0))
     state = state._replace(
-        stages=observe(state.stages, state, z_N, final_err, None, train, geom),
+        stages=observe(state.stages, state, z_N, final_wrong, None, train, test, geom, cfg),
         diverged_at=divergence(state, final_loss),
     )
     if not carried:  # the returned state and the snapshots hold gamma and rho on every engine
@@ -263,7 +256,8 @@ def fit(
     }
     metrics = mask_diverged(metrics, state.diverged_at)
     per_sample = {"sample_flipped": train.flipped} if cfg.log_samples else {}
-    return state, {**metrics, **summary(state.stages, train), **divergence_summary, **per_sample}
+    stage_summary = summary(state.stages, train, test, cfg)
+    return state, {**metrics, **stage_summary, **divergence_summary, **per_sample}
 
 
 def with_decomposition(state: TrainState, geom: Geometry, train: AnyBatch) -> TrainState:

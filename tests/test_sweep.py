@@ -109,3 +109,29 @@ def test_a_diverging_run_is_flagged_and_leaves_its_chunk_untouched():
         assert after.any() and np.all(np.isnan(mixed["train_loss"][run][after]))
         assert np.all(np.isfinite(mixed["train_loss"][run][~after]))
     assert_same(cell(mixed, np.array([0, 1])), cell(calm, np.array([0, 1])))  # bit for bit
+
+
+def test_single_jitted_run_equals_the_sweep_engine_on_every_stage_output():
+    """log_every > 1 with eval_every = 1: the markers (t_best among them) are found on steps that
+    are not logged, so a path that read a logged value instead would disagree here."""
+    cfg = nj.Config(n=30, d=200, m=4, steps=120, log_every=10, n_test=200, dtype="float64")
+    hp = nj.HParams(eta=0.05, mu_norm=6.0, sigma_0=0.01)
+    taus = (0.0, 0.2, 0.35)
+    plan, swept = run_all(Sweep("t", cfg, hp, (Axis("tau", taus),), seeds=4), chunk_runs=5)
+    train = jax.jit(nj.make_train(cfg))
+    stage_outputs = [k for k, v in swept.items() if v.ndim == 1]
+    assert {"t_best", "t_stage1", "t_memorize", "stage_one_length"} <= set(stage_outputs)
+    off_log = 0
+    for run in range(plan.table.n_runs):
+        tau = float(plan.table.hp["tau_plus"][run])
+        run_hp = hp.replace(tau_plus=np.float64(tau), tau_minus=np.float64(tau))
+        _, alone = train(jax.random.key(int(plan.table.seed[run])), run_hp)
+        for k in stage_outputs:  # times and flags exactly; probes to float64 rounding (vmap
+            # batches the reductions, which may move the last bit)
+            a, b = np.asarray(alone[k]), swept[k][run]
+            if np.issubdtype(a.dtype, np.floating):
+                np.testing.assert_allclose(a, b, rtol=1e-13, atol=0, err_msg=k)
+            else:
+                np.testing.assert_array_equal(a, b, err_msg=k)
+        off_log += int(alone["t_best"]) % cfg.log_every != 0
+    assert off_log > 0  # some t_best falls between logged steps: the check could fail

@@ -98,7 +98,15 @@ def test_exact_recursion_rebuilds_the_filters(variant):
     state, _ = jax.jit(lambda p: nj.fit(p, train, test, cfg, HP, key=k_steps))(w0)
     rebuilt = nj.rebuild_displacement(state.gamma, state.rho, train, nj.geometry(train, cfg))
     np.testing.assert_allclose(state.params["w"] - w0["w"], rebuilt, rtol=1e-9, atol=1e-12)
-    assert np.all(np.asarray(state.rho_bar) >= 0) and np.all(np.asarray(state.rho_under) <= 0)
+    # rho_bar = rho 1(j = y_obs_i), rho_under = rho 1(j = -y_obs_i) (split by label).
+    own = (np.array([1.0, -1.0])[:, None] * np.asarray(train.y_obs)[None]) > 0
+    rho_bar, rho_under = np.asarray(state.rho_bar), np.asarray(state.rho_under)
+    assert np.all(rho_bar[~own[:, None].repeat(cfg.m, 1)] == 0)
+    assert np.all(rho_under[own[:, None].repeat(cfg.m, 1)] == 0)
+    if cfg.label_noise_gd:  # re-flipped labels push some rho_bar below zero: it can fall
+        assert np.any(rho_bar < 0)
+    else:  # fixed labels: the split by label is the split by the increments' sign
+        assert np.all(rho_bar >= 0) and np.all(rho_under <= 0)
 
 
 def test_adam_coefficients_are_the_projection_of_the_displacement():

@@ -20,7 +20,9 @@ from noisyjax.config import check_choice, check_int, check_real, fail
 DATASETS = ("digits", "cifar2")
 MODELS = ("small_cnn", "vgg11")
 FLIP_MODES = ("exact", "bernoulli")
-REAL_STAGES = ("t1", "t2", "t_best", "final")  # t_cross has no meaning for a deep net
+# The markers a deep network has (noisyjax.real.stages.TRACKED) and the final state.
+REAL_STAGES = ("t1", "t_stage1", "t_memorize", "t_half_flipped", "t2", "t_best", "final")
+REAL_DEFAULT_SNAPSHOTS = ("t1", "t2", "t_best", "final")
 IMAGE_SHAPES = {"digits": (8, 8, 1), "cifar2": (32, 32, 3)}
 N_CLASSES = {"digits": 10, "cifar2": 10}
 
@@ -69,7 +71,7 @@ class RealConfig:
     data_dir: str = ""
     download: bool = True
     dtype: str = "float32"
-    snapshot_stages: tuple[str, ...] = REAL_STAGES
+    snapshot_stages: tuple[str, ...] = REAL_DEFAULT_SNAPSHOTS
 
     def __post_init__(self) -> None:
         check_choice("dataset", self.dataset, DATASETS)
