@@ -60,29 +60,41 @@ def heatmap(
 def trajectories(
     run: xr.Dataset, path: Path, *, title: str = "", stage_steps: dict[str, float] | None = None
 ) -> Path:
-    """The paper's synthetic figure for one run: coefficients (top) and accuracies (bottom)."""
+    """One run: coefficients (top), training accuracies (middle) and the true- and noisy-label
+    test errors on their own axis (bottom), with a labelled line at each stage step."""
     step = run["step"].values
-    fig = Figure(figsize=(6.4, 6.4), layout="constrained")
-    top, bottom = fig.subplots(2, 1, sharex=True)
+    fig = Figure(figsize=(6.4, 8.0), layout="constrained")
+    top, middle, bottom = fig.subplots(3, 1, sharex=True)
     top.plot(step, run["gamma_max"], label=r"$\max_{j,r}\ \gamma_{j,r}$", color="C0")
     top.plot(step, run["rho_bar_clean"], label=r"$\bar\rho$ clean (mean of $\max_r$)", color="C2")
     top.plot(step, run["rho_bar_noisy"], label=r"$\bar\rho$ flipped (mean of $\max_r$)", color="C3")
     top.set_ylabel("coefficient")
     top.legend(fontsize=8, loc="center right")
-    bottom.plot(step, run["train_acc"], label="train (all)", color="k")
-    bottom.plot(step, run["train_acc_clean"], label="train clean", color="C2")
-    bottom.plot(step, run["train_acc_noisy"], label="train flipped (observed labels)", color="C3")
-    bottom.plot(step, 1 - run["test_err"], label="test (true labels)", color="C0", ls=":")
-    bottom.set_ylabel("accuracy")
+    middle.plot(step, run["train_acc"], label="train (all)", color="k")
+    middle.plot(step, run["train_acc_clean"], label="train clean", color="C2")
+    middle.plot(step, run["train_acc_noisy"], label="train flipped (observed labels)", color="C3")
+    middle.set_ylabel("training accuracy")
+    middle.set_ylim(-0.03, 1.03)
+    middle.legend(fontsize=8, loc="lower right")
+    bottom.plot(step, run["test_err"], label="true labels", color="k")
+    bottom.plot(step, run["test_err_noisy_labels"], label="noisy labels", color="C1", ls="--")
+    bottom.set_ylabel("test error")
     bottom.set_xlabel("step")
-    bottom.set_ylim(-0.03, 1.03)
-    bottom.legend(fontsize=8, loc="lower right")
-    for name, t in (stage_steps or {}).items():
+    bottom.set_ylim(bottom=0)
+    bottom.legend(fontsize=8, loc="upper right")
+    # Labels stacked at different heights, so lines close together keep readable labels.
+    for k, (name, t) in enumerate((stage_steps or {}).items()):
         if np.isfinite(t):
-            for ax in (top, bottom):
-                ax.axvline(t, color="gray", ls="--", lw=1)
+            for ax in (top, middle, bottom):
+                ax.axvline(t, color=f"C{k + 4}", ls="--", lw=1)
             top.annotate(
-                name, (t, 1), xycoords=("data", "axes fraction"), fontsize=8, ha="left", va="top"
+                f" {name} = {t:g}",
+                (t, 1 - 0.09 * k),
+                xycoords=("data", "axes fraction"),
+                fontsize=8,
+                ha="left",
+                va="top",
+                color=f"C{k + 4}",
             )
     if title:
         top.set_title(title, fontsize=10)

@@ -59,6 +59,91 @@ def paper_layout(
     return path
 
 
+# The markers drawn on the story figure, with their colours (docs/stages.md).
+STORY_MARKERS = {
+    "t_stage1": "tab:green",
+    "t_cross_flipped": "tab:olive",
+    "t_memorize": "tab:red",
+    "t_clean": "tab:purple",
+    "t_overtake": "tab:brown",
+    "t_half_flipped": "tab:orange",
+    "t2": "tab:gray",
+    "t_best": "black",
+}
+
+
+def marker_medians(run: xr.Dataset) -> dict[str, float]:
+    """Each marker's median over the seeds that reach it (NaN when none does)."""
+    out = {}
+    for name in STORY_MARKERS:
+        v = np.asarray(run[name].values, float).ravel()
+        v = v[v >= 0]
+        out[name] = float(np.median(v)) if v.size else float("nan")
+    return out
+
+
+def story_layout(runs: dict[str, xr.Dataset], path: Path, title: str) -> Path:
+    """The two stages in three rows (one column per setting, seeds as mean and min-max band):
+    max gamma and the noise memorization of clean and flipped samples; overall, clean and
+    flipped training accuracy (observed labels); true- and noisy-label test error. Vertical
+    lines at each marker's median over seeds, the Stage-I window shaded; the marker legend sits
+    under the panels, so labels never overlap the curves or each other."""
+    fig = Figure(figsize=(5.6 * len(runs), 10.0), layout="constrained")
+    axes = fig.subplots(3, len(runs), sharex=True, squeeze=False)
+    for col, (name, run) in enumerate(runs.items()):
+        top, mid, low = axes[:, col]
+        x = run["step"].values
+        band(top, x, run["gamma_max"], r"$\max_{j,r}\gamma_{j,r}$ (signal)", "C0")
+        band(top, x, run["rho_bar_clean"], r"$\bar\rho$ clean (mean of $\max_r$)", "C2")
+        band(top, x, run["rho_bar_noisy"], r"$\bar\rho$ flipped (mean of $\max_r$)", "C3")
+        band(mid, x, run["train_acc"], "train, all", "C0")
+        band(mid, x, run["train_acc_clean"], "train, clean", "C2")
+        band(mid, x, run["train_acc_noisy"], "train, flipped (observed labels)", "C3")
+        band(low, x, run["test_err"], "test error, true labels", "k")
+        band(low, x, run["test_err_noisy_labels"], "test error, noisy labels", "C1", "--")
+        mid.set_ylim(-0.03, 1.03)
+        low.set_ylim(bottom=0)
+        top.set_title(name, fontsize=10)
+        medians = marker_medians(run)
+        start, end = medians["t_stage1"], medians["t_memorize"]
+        handles = {}
+        for ax in (top, mid, low):
+            if np.isfinite(start):
+                ax.axvspan(start, end if np.isfinite(end) else x[-1], color="tab:green", alpha=0.08)
+            for marker, t in medians.items():
+                if np.isfinite(t):
+                    ls = (0, (1, 3)) if marker == "t_best" else ":"  # t_best often = t_stage1
+                    line = ax.axvline(t, color=STORY_MARKERS[marker], ls=ls, lw=1.4)
+                    handles.setdefault(marker, line)
+            ax.set_xscale("symlog", linthresh=10)
+            ax.set_xlim(0, x[-1])
+        low.set_xlabel("GD step (linear to 10, then log)")
+        # Each column's markers in a legend under it: labels never overlap curves or each other.
+        labels = [f"{m} = {medians[m]:g}" for m in handles]
+        never = [m for m, t in medians.items() if not np.isfinite(t)]
+        heading = "marker (median over seeds)" + (f"\nnever: {', '.join(never)}" if never else "")
+        low.legend(
+            list(handles.values()),
+            labels,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.28),
+            ncol=3,
+            fontsize=8,
+            title=heading,
+            title_fontsize=8,
+        )
+    axes[0, 0].set_ylabel("coefficient")
+    axes[1, 0].set_ylabel("training accuracy")
+    axes[2, 0].set_ylabel("test error")
+    for row in axes[:2, 0]:
+        row.legend(fontsize=8, loc="upper left")
+    axes[2, 0].add_artist(axes[2, 0].get_legend())
+    axes[2, 0].legend(fontsize=8, loc="upper left")
+    fig.suptitle(title + "\nshaded: the Stage-I window [t_stage1, t_memorize)", fontsize=10)
+    fig.savefig(path, dpi=120)
+    return path
+
+
 def exponents(
     fits: dict[str, LinearFit], theory: dict[str, float], path: Path, title: str, note: str = ""
 ) -> Path:

@@ -16,13 +16,13 @@ import noisyjax as nj
 from noisyjax import analysis, theory, theory_plots
 from noisyjax.config import ENGINES
 from noisyjax.grid import Axis, Sweep
+from sweeps import story_presets
 from sweeps.presets import phase_map, preset, run_trajectories
 
 # The coefficient-space engines make the d axis free; fall back to dense where absent.
 ENGINE = "auto" if "auto" in ENGINES else "dense"
 # Stage-I end by loss level: the mean clean training loss below this constant (see t1-scaling).
 CLEAN_LOSS_LEVEL = 0.3
-STAGE_ONE_FRACTION = 0.9  # SCIENCE.md section 5: >= 90% of flipped samples above log 2
 
 
 def write_summary(out: Path, payload: dict) -> Path:
@@ -46,62 +46,42 @@ def times(da: xr.DataArray) -> np.ndarray:
     return np.where(v >= 0, v, np.nan)
 
 
-def window_end(run: xr.Dataset) -> xr.DataArray:
-    """The last logged step at which >= 90% of flipped samples still have loss > log 2: where
-    the Stage-I window (flipped samples predicted with their true label) closes."""
-    above = run["frac_noisy_above_log2"] >= STAGE_ONE_FRACTION
-    last = above.cumsum("step").argmax("step")
-    return xr.where(above.any("step"), run["step"].isel(step=last), np.nan)
-
-
 # --- paper-fig1 ------------------------------------------------------------------------------
 
 
 @preset("paper-fig1")
 def paper_fig1() -> tuple[Sweep, Callable]:
-    """The paper's synthetic figure: with (tau = 0.2) and without label noise, n=200, d=2000.
+    """The paper-sized synthetic setting: tau = 0.2 and a tau = 0 control, n=200, d=2000.
 
     Command: python -m sweeps.grid --preset paper-fig1
-    Runtime: under 2 minutes on a 2-core CPU (measured 1 min 53 s while other jobs ran;
-      2 x 3 seeds, 600 GD steps; ||mu|| = 7, sigma_p = 1, n SNR^2 = 4.9, eta = 0.05,
-      sigma_0 = 0.001).
+    Setting: n = 200, d = 2000 (d/n = 10), m = 20, ||mu|| = 7, sigma_p = 1 (n SNR^2 = 4.9),
+      eta = 0.05, sigma_0 = 0.001, 600 GD steps, 3 seeds. Ratio n SNR^2 (1 - 2 tau) / 2 = 1.47,
+      just above the measured Stage-I boundary (docs/reproduction.md, prediction 9).
+    Runtime: under 2 minutes on a 2-core CPU (measured 1 min 53 s while other jobs ran).
     Figures:
-      paper_fig1.png: the paper's layout, tau = 0.2 (left) and tau = 0 (right); top: max gamma
-        and the mean rho_bar of clean and flipped samples, bottom: clean, flipped (observed
-        labels) and test accuracy; mean over seeds with min-max bands; dashed line at t1,
-        dash-dot at the end of the Stage-I window (last step with >= 90% of flipped samples
-        above log 2), dotted at t2. With tau = 0.2: clean samples fitted and gamma up at once,
-        flipped accuracy near 0 through the window, then rho_bar of the flipped samples
-        overtakes gamma and they are memorized (flipped accuracy -> 1). With tau = 0: one
-        stage, t1 = t2.
+      paper_fig1.png: the layout of whole-story.png: coefficients, training accuracies, test
+        errors, markers at their medians, the Stage-I window shaded. With tau = 0.2 the clean
+        samples are fitted at once while the flipped ones keep their true label through the
+        window, then rho_bar of the flipped samples overtakes max gamma and they are memorized.
+        At d/n = 10 that Stage II is benign on this time scale: the true-label test error stays
+        at 0-0.003 to the end (and still does at 10x the steps); the loss of generalization the
+        paper's abstract describes shows at smaller d/n (preset whole-story).
       trajectories_tau0.2.png, trajectories_tau0.png: seed 0 alone (library layout).
-      summary.json: per-seed t1, t2, window end, gamma vs rho_bar, errors (predictions 1-3,
-        5, 6, 8, 10 of SCIENCE.md section 6).
+      summary.json: every marker per seed and the prediction checks (noisyjax.predictions).
     """
     # Dense engine: the same data draws as the figures of docs/core.md and docs/stages.md.
-    cfg = nj.Config(n=200, d=2000, m=20, steps=600, log_every=5, n_test=1000, engine="dense")
+    cfg = nj.Config(n=200, d=2000, m=20, steps=600, log_every=1, n_test=1000, engine="dense")
     hp = nj.HParams(eta=0.05, mu_norm=7.0, sigma_p=1.0, sigma_0=0.001)
     return Sweep("paper-fig1", cfg, hp, (Axis("tau", (0.2, 0.0)),), seeds=3), paper_fig1_figures
 
 
 def paper_fig1_figures(ds: xr.Dataset, out: Path) -> list[Path]:
-    runs, lines, summary = {}, {}, {}
-    for tau in ds["tau"].values:
-        run = ds.sel(tau=tau)
-        name = f"tau = {tau:g}" + (" (no label noise)" if tau == 0 else "")
-        runs[name] = run
-        end = np.asarray(window_end(run).values, float)
-        lines[name] = {
-            "t1": np.nanmedian(times(run["t1"])),
-            "window end": np.nanmedian(end) if tau > 0 else np.nan,
-            "t2": np.nanmedian(times(run["t2"])),
-        }
-        summary[f"tau={tau:g}"] = stage_numbers(run, end)
-    paths = [
-        theory_plots.paper_layout(
-            runs, lines, out / "paper_fig1.png", "n=200, d=2000, m=20, ||mu||=7, sigma_p=1"
-        )
-    ]
+    noisy, control = story_presets.settings(ds)
+    runs = {f"tau = {float(noisy['tau']):g}": noisy}
+    if control is not None:
+        runs["tau = 0 (control)"] = control
+    title = "n=200, d=2000, m=20, ||mu||=7, sigma_p=1, eta=0.05 (d/n = 10)"
+    paths = [theory_plots.story_layout(runs, out / "paper_fig1.png", title)]
     for tau in ds["tau"].values:
         run = ds.sel(tau=tau).isel(seed=0)
         paths.append(
@@ -111,76 +91,9 @@ def paper_fig1_figures(ds: xr.Dataset, out: Path) -> list[Path]:
                 f"n=200, d=2000, m=20, ||mu||=7, tau={tau:g}, seed 0",
             )
         )
+    summary = story_presets.story_summary(noisy, control if control is not None else noisy)
     paths.append(write_summary(out, summary))
     return paths
-
-
-def stage_numbers(run: xr.Dataset, end_S: np.ndarray) -> dict:
-    """Per-seed numbers behind predictions 1-3, 5, 6, 8 and 10 for one setting (dims seed, step)."""
-    gamma, rho_noisy = run["gamma_max"], run["rho_bar_noisy"]
-    overtaken = (rho_noisy > gamma).any("step")
-    cross = xr.where(overtaken, run["step"].isel(step=(rho_noisy > gamma).argmax("step")), np.nan)
-    at_end = run.isel(step=-1)
-    peak = gamma.max("step")
-    return {
-        "t1": times(run["t1"]).tolist(),
-        "t2": times(run["t2"]).tolist(),
-        "window_end": end_S.tolist(),
-        "stage_one_exists": run["stage_one_exists"].values.tolist(),
-        "t1_train_acc_noisy": run["t1_train_acc_noisy"].values.tolist(),
-        "min_train_acc_noisy": run["train_acc_noisy"].min("step").values.tolist(),
-        "frac_clean_below_log2_at_window_end": _at_steps(run, "frac_clean_below_log2", end_S),
-        "loss_auroc_at_window_end": _at_steps(run, "loss_auroc", end_S),
-        "gamma_max_at_window_end": _at_steps(run, "gamma_max", end_S),
-        "rho_bar_noisy_at_window_end": _at_steps(run, "rho_bar_noisy", end_S),
-        "rho_bar_noisy_overtakes_gamma_step": np.asarray(cross.values, float).tolist(),
-        "t1_gamma_max": run["t1_gamma_max"].values.tolist(),
-        "t1_rho_bar_noisy": run["t1_rho_bar_noisy"].values.tolist(),
-        "t1_loss_auroc": run["t1_loss_auroc"].values.tolist(),
-        "gamma_peak": peak.values.tolist(),
-        "gamma_peak_step": run["step"].isel(step=gamma.argmax("step")).values.tolist(),
-        "gamma_min_after_peak": gamma.where(
-            run["step"] >= run["step"].isel(step=gamma.argmax("step"))
-        )
-        .min("step")
-        .values.tolist(),
-        "gamma_final": at_end["gamma_max"].values.tolist(),
-        # Prediction 6: mean growth per step of max gamma in Stage I (0 to the window end)
-        # and in Stage II (window end to t2), and after t2.
-        "gamma_rate_stage_one": _rates(run, 0 * end_S, end_S),
-        "gamma_rate_stage_two": _rates(run, end_S, times(run["t2"])),
-        "gamma_rate_after_t2": _rates(run, times(run["t2"]), end_S * 0 + float(run["step"][-1])),
-        "final_train_acc_noisy": at_end["train_acc_noisy"].values.tolist(),
-        "final_test_err": at_end["test_err"].values.tolist(),
-        "final_test_err_noisy_labels": at_end["test_err_noisy_labels"].values.tolist(),
-        "best_test_err": run["best_test_err"].values.tolist(),
-        "stage_two_bound": float(
-            theory.stage_two_error_bound(
-                float(run["tau_plus"].max()), float(run["tau_minus"].max())
-            )
-        ),
-    }
-
-
-def _rates(run: xr.Dataset, start_S: np.ndarray, stop_S: np.ndarray) -> list[float]:
-    """(gamma_max(stop) - gamma_max(start)) / (stop - start) per seed, at logged steps."""
-    step = run["step"].values
-    out = []
-    for s, (a, b) in enumerate(zip(start_S, stop_S, strict=True)):
-        if not (np.isfinite(a) and np.isfinite(b)) or b <= a:
-            out.append(float("nan"))
-            continue
-        ia, ib = np.searchsorted(step, a), min(np.searchsorted(step, b), len(step) - 1)
-        g = run["gamma_max"].isel(seed=s).values
-        out.append(float((g[ib] - g[ia]) / (step[ib] - step[ia])))
-    return out
-
-
-def _at_steps(run: xr.Dataset, var: str, steps_S: np.ndarray) -> list[float]:
-    values = []
-    for s, t in enumerate(steps_S):
-        values.append(float(run[var].isel(seed=s).sel(step=t)) if np.isfinite(t) else float("nan"))
-    return values
 
 
 # --- stage1-phase ----------------------------------------------------------------------------
@@ -392,9 +305,12 @@ def early_stopping_preset() -> tuple[Sweep, Callable]:
 
     Command: python -m sweeps.grid --preset early-stopping
     Runtime: about 2.5 minutes on a 2-core CPU (d/n in {1, 1.5, 2, 3, 4, 6, 8} with n = 100,
-      m = 10, n SNR^2 = 4, tau = 0.2, eta = 0.2; 4 seeds = 28 runs; 600 GD steps, test error
+      m = 10, n SNR^2 = 8, tau = 0.2, eta = 0.2; 4 seeds = 28 runs; 600 GD steps, test error
       on 4000 points at every step, 200 held-out validation samples with noisy labels).
-    Stopping points per run: t1 (library definition), t_clean (mean clean loss < 0.3), t_best
+    Regime: ratio n SNR^2 (1 - 2 tau) / 2 = 2.4, above the measured Stage-I boundary
+      (docs/reproduction.md, prediction 9), so every run has a Stage-I window to stop in.
+    Stopping points per run: t1 (a diagnostic, often step 1), t_memorize (the end of the
+      Stage-I window), t_clean (mean clean loss < Config.clean_loss_level = 0.3), t_best
       (oracle), the noisy-validation rule, the log-2 rule (tau_hat = tau), the end.
     Figures:
       early_stopping.png: true-label test error at each stopping point against d/n (log
@@ -417,7 +333,7 @@ def early_stopping_preset() -> tuple[Sweep, Callable]:
         engine=ENGINE,
     )
     hp = nj.HParams(eta=0.2, tau_plus=0.2, tau_minus=0.2, sigma_p=1.0, sigma_0=0.001)
-    axes = (Axis("d", (100, 150, 200, 300, 400, 600, 800)), Axis("n_snr2", (4.0,)))
+    axes = (Axis("d", (100, 150, 200, 300, 400, 600, 800)), Axis("n_snr2", (8.0,)))
     return Sweep("early-stopping", cfg, hp, axes, seeds=4), early_stopping_figures
 
 
@@ -427,15 +343,16 @@ def early_stopping_figures(ds: xr.Dataset, out: Path) -> list[Path]:
     ds = ds.isel(n_snr2=0)
     n_snr2 = float(ds["n_snr2"])
     table = early_stopping.stopping_table(ds)
-    clean = ds["train_loss_clean"].transpose("d", "seed", "step").values
-    t_clean = analysis.first_step_below(ds["step"].values, clean, CLEAN_LOSS_LEVEL)
-    index = np.searchsorted(ds["step"].values, np.nan_to_num(t_clean, nan=ds["step"].values[-1]))
-    test = ds["test_err"].transpose("d", "seed", "step").values
-    err_clean = np.take_along_axis(test, index[..., None], axis=-1)[..., 0]
+    t_clean = times(ds["t_clean"].transpose("d", "seed"))
+    final_err = ds["test_err"].isel(step=-1)
+    # A marker that never happens stops nothing: training runs to the end.
+    err_clean = xr.where(ds["t_clean"] >= 0, ds["t_clean_test_err"], final_err)
+    err_window = xr.where(ds["t_memorize"] >= 0, ds["t_memorize_test_err"], final_err)
     ratio = ds["d"].values / float(ds["n"].max())
     errors = {
         "t1 (margin > 0)": table["t1_test_err"].transpose("d", "seed").values,
-        errors_keys_clean(): err_clean,
+        "t_memorize (end of Stage I)": err_window.transpose("d", "seed").values,
+        errors_keys_clean(): err_clean.transpose("d", "seed").values,
         "t_best (oracle)": table["oracle_test_err"].transpose("d", "seed").values,
         "noisy validation": table["validation_test_err"].transpose("d", "seed").values,
         "log-2 rule (tau_hat = tau)": table["log2_test_err"].transpose("d", "seed").values,
@@ -454,7 +371,7 @@ def early_stopping_figures(ds: xr.Dataset, out: Path) -> list[Path]:
             errors,
             {k: (float(np.exp(f.coef[0])), float(f.coef[1])) for k, f in fits.items()},
             out / "early_stopping.png",
-            "n=100, m=10, n SNR^2=4, tau=0.2: test error where training stops",
+            f"n=100, m=10, n SNR^2={n_snr2:g}, tau=0.2: test error where training stops",
             floor=floor,
             # At fixed n SNR^2, Kou et al.'s n ||mu||^4 / (sigma_p^4 d) = (n SNR^2)^2 d / n.
             top_axis=("Kou et al.'s n ||mu||^4 / (sigma_p^4 d)", n_snr2**2),
@@ -473,6 +390,7 @@ def early_stopping_figures(ds: xr.Dataset, out: Path) -> list[Path]:
         "errors": {k: [spread(row) for row in v] for k, v in errors.items()},
         "steps": {
             "t_clean": [spread(row) for row in t_clean],
+            "t_memorize": [spread(row) for row in times(ds["t_memorize"].transpose("d", "seed"))],
             **{
                 rule: [spread(row) for row in table[f"{rule}_step"].transpose("d", "seed").values]
                 for rule in early_stopping.RULES
@@ -527,18 +445,22 @@ def sample_selection() -> tuple[Sweep, Callable]:
 
     Command: python -m sweeps.grid --preset sample-selection
     Runtime: about 1.5 minutes on a 2-core CPU, retraining included (n = 100, d = 200,
-      m = 10, n SNR^2 = 4, tau = 0.2, eta = 0.2, 4 seeds, 400 GD steps with every sample's
+      m = 10, n SNR^2 = 8, tau = 0.2, eta = 0.2, 4 seeds, 400 GD steps with every sample's
       loss logged every 2 steps; then 4 x 4 retrainings from the same initialization).
+    Regime: ratio n SNR^2 (1 - 2 tau) / 2 = 2.4, above the measured Stage-I boundary
+      (docs/reproduction.md, prediction 9). Selections are taken at the end of the Stage-I
+      window (the last logged step before t_memorize), where >= 90% of the flipped samples
+      still sit above log 2 but the window is about to close: the check that could fail.
     Figures:
       selection.png: precision, recall and F1 (clean samples as positives) of the log-2 rule
         (keep loss < log 2) and of the small-loss rule at assumed rates tau_hat in
         {0.1, 0.2, 0.3} (keep the (1 - tau_hat) n smallest losses) along training, and the
-        AUROC of the loss as a flipped-sample detector; dashed line at t1. Near-perfect
-        selection in Stage I, decaying as the flipped samples are memorized.
+        AUROC of the loss as a flipped-sample detector; dashed line at the median window end.
+        Near-perfect selection in Stage I, decaying as the flipped samples are memorized.
       retrain.png: final true-label test error when training from scratch (same init) on all
-        samples, on the log-2 selection at t1, on the small-loss selection (tau_hat = tau) at
-        t1, and on the true clean set.
-      summary.json: scores at t1 and at the end, retraining errors per seed.
+        samples, on the log-2 selection at the window end, on the small-loss selection
+        (tau_hat = tau) there, and on the true clean set.
+      summary.json: scores at the window end and at the end, retraining errors per seed.
     """
     cfg = nj.Config(
         n=100,
@@ -552,7 +474,7 @@ def sample_selection() -> tuple[Sweep, Callable]:
         engine=ENGINE,
     )
     hp = nj.HParams(eta=0.2, tau_plus=0.2, tau_minus=0.2, sigma_p=1.0, sigma_0=0.001)
-    axes = (Axis("n_snr2", (4.0,)),)
+    axes = (Axis("n_snr2", (8.0,)),)
     return Sweep("sample-selection", cfg, hp, axes, seeds=4), sample_selection_figures
 
 
@@ -562,9 +484,11 @@ def sample_selection_figures(ds: xr.Dataset, out: Path) -> list[Path]:
     ds = ds.isel(n_snr2=0)
     scores = selection.selection_metrics(ds, TAU_HATS)
     step = ds["step"].values
-    t1 = times(ds["t1"])
-    # The selection "at t1" is taken at the first logged step at or after each run's t1.
-    at_t1 = np.minimum(np.searchsorted(step, np.nan_to_num(t1, nan=step[-1])), len(step) - 1)
+    end = times(ds["t_memorize"])
+    # The selection is taken at the window's last logged step (before t_memorize; the last
+    # step of the run where the window never closes).
+    at_t1 = np.clip(np.searchsorted(step, np.nan_to_num(end, nan=step[-1] + 1)) - 1, 0, None)
+    t1 = step[at_t1].astype(float)
     curves = {"log 2 rule": _scores(scores, "log2")}
     for tau_hat in TAU_HATS:
         curves[f"small loss, tau_hat={tau_hat:g}"] = _scores(
@@ -577,7 +501,8 @@ def sample_selection_figures(ds: xr.Dataset, out: Path) -> list[Path]:
             curves,
             float(np.nanmedian(t1)),
             out / "selection.png",
-            "n=100, d=200, m=10, n SNR^2=4, tau=0.2 (flipped rate realized per seed)",
+            f"n=100, d=200, m=10, n SNR^2={float(ds['n_snr2']):g}, tau=0.2, selection at the "
+            "window end",
         )
     ]
     retrained = retrain_errors(ds, out, at_t1)
@@ -591,9 +516,10 @@ def sample_selection_figures(ds: xr.Dataset, out: Path) -> list[Path]:
         return [float(da.isel(seed=s, step=int(i))) for s, i in enumerate(at_t1)]
 
     summary = {
-        "t1": t1.tolist(),
+        "t_stage1": times(ds["t_stage1"]).tolist(),
+        "t_memorize": end.tolist(),
         "selection_step": step[at_t1].tolist(),
-        "at_t1": {label: {k: at(v) for k, v in c.items()} for label, c in curves.items()},
+        "at_window_end": {label: {k: at(v) for k, v in c.items()} for label, c in curves.items()},
         "at_end": {
             label: {k: v.isel(step=-1).values.tolist() for k, v in c.items()}
             for label, c in curves.items()
@@ -627,8 +553,8 @@ def retrain_errors(ds: xr.Dataset, out: Path, at_t1: np.ndarray) -> dict[str, np
         loss = ds["sample_loss"].isel(seed=s, step=int(at_t1[s])).values
         keep = {
             "all samples": np.ones_like(flipped),
-            "log-2 selection at t1": selection.select_below_log2(loss),
-            "small-loss (tau_hat = tau) at t1": selection.select_small_loss(
+            "log-2 selection at window end": selection.select_below_log2(loss),
+            "small-loss (tau_hat = tau) at window end": selection.select_small_loss(
                 loss, float(hp.tau_plus)
             ),
             "true clean set": ~flipped,
@@ -642,7 +568,7 @@ def retrain_errors(ds: xr.Dataset, out: Path, at_t1: np.ndarray) -> dict[str, np
 
 RETRAIN_SETS = (
     "all samples",
-    "log-2 selection at t1",
-    "small-loss (tau_hat = tau) at t1",
+    "log-2 selection at window end",
+    "small-loss (tau_hat = tau) at window end",
     "true clean set",
 )
