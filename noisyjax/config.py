@@ -21,7 +21,7 @@ import jax.numpy as jnp
 ACTIVATIONS = ("relu", "relu_q", "leaky_relu")
 NOISE_KINDS = ("orthogonal", "isotropic")
 SIGNAL_KINDS = ("e1", "random")
-FLIP_MODES = ("bernoulli", "exact")
+FLIP_MODES = ("bernoulli", "exact", "exact_total")
 OPTIMIZERS = ("gd", "sgd", "adam")
 DTYPES = ("float32", "float64")
 ENGINES = ("dense", "gram", "wishart", "auto")
@@ -102,7 +102,8 @@ class Config:
       activation: "relu" (the paper), "relu_q" (max(0, z)^q, Cao et al. 2022), "leaky_relu".
       noise: "orthogonal" (xi orthogonal to mu, the default) or "isotropic".
       signal: "e1" (mu = ||mu|| e_1) or "random" (a uniformly random direction).
-      flip: "bernoulli" (independent flips) or "exact" (exactly round(tau n_class) per class).
+      flip: "bernoulli" (independent flips), "exact" (exactly round(tau n_class) per class) or
+        "exact_total" (int(tau n) over the whole set, the authors' code; `data.flip_mask`).
       optimizer: "gd" (full batch, the theory), "sgd" (minibatches of `batch_size`), "adam".
       label_noise_gd: re-flip the observed labels independently at every step with probability
         `HParams.relabel_rate` (label-noise GD, arXiv 2510.17526).

@@ -151,10 +151,18 @@ def flip_mask(
 
     "bernoulli": flip sample i when u_i < tau(y_i). "exact": in each class flip the
     round(tau n_class) active samples with the smallest u_i (a uniformly random subset).
+    "exact_total": the authors' CIFAR-10 code: flip the int(tau n) samples with the smallest u_i
+    over the whole training set, whatever their class (for tau_plus != tau_minus, tau n is the
+    expected count tau_plus n_plus + tau_minus n_minus); the per-class counts then vary.
     """
     tau_N = jnp.where(y_N > 0, hp.tau_plus, hp.tau_minus).astype(u_N.dtype)
     if cfg.flip == "bernoulli":
         return u_N < tau_N
+    if cfg.flip == "exact_total":
+        rank_N = jnp.sum(mask_N[None, :] & (u_N[None, :] < u_N[:, None]), axis=1)
+        # int() of Python's float64 product; the 1e-3 keeps float32 sums like 59.99999 at 60.
+        count = jnp.floor(jnp.sum(jnp.where(mask_N, tau_N, 0.0)) + 1e-3)
+        return rank_N.astype(u_N.dtype) < count
     same_class_NN = (y_N[:, None] == y_N[None, :]) & mask_N[None, :]
     rank_N = jnp.sum(same_class_NN & (u_N[None, :] < u_N[:, None]), axis=1)
     n_class_N = jnp.sum(same_class_NN, axis=1).astype(u_N.dtype)

@@ -176,4 +176,10 @@ def tiny() -> tuple[Sweep, Callable]:
 
 
 # Presets of the other capabilities register themselves on import (each module owns its own).
-from sweeps import neighbour_presets, paper_presets, real_presets, story_presets  # noqa: E402, F401
+from sweeps import (  # noqa: E402, F401
+    boundary_presets,
+    neighbour_presets,
+    paper_presets,
+    real_presets,
+    story_presets,
+)

@@ -56,6 +56,19 @@ def test_exact_flip_counts_are_exact():
         assert int(np.asarray(b.flipped)[sel].sum()) == round(tau * sel.sum())
 
 
+@pytest.mark.parametrize("n, tau", [(200, 0.3), (101, 0.2), (50, 0.1), (70, 0.45)])
+def test_exact_total_flips_int_tau_n_over_the_whole_set(n, tau):
+    """The authors' rule: int(tau n) indices over the whole training set, not per class."""
+    cfg = CFG.replace(n=n, flip="exact_total")
+    per_class_counts = set()
+    for seed in range(6):
+        b = nj.sample(jax.random.key(seed), cfg, nj.HParams(tau_plus=tau, tau_minus=tau))
+        flipped, y = np.asarray(b.flipped), np.asarray(b.y)
+        assert int(flipped.sum()) == int(tau * n)
+        per_class_counts.add(int(flipped[y > 0].sum()))
+    assert len(per_class_counts) > 1  # unlike "exact", the split between classes varies
+
+
 def test_same_key_same_data_and_train_test_share_mu():
     cfg = CFG.replace(signal="random")
     a = nj.sample(jax.random.key(5), cfg, nj.HParams())
@@ -73,7 +86,7 @@ def test_a_sample_does_not_depend_on_n():
     np.testing.assert_array_equal(small.y, large.y[:10])
 
 
-@pytest.mark.parametrize("flip", ["bernoulli", "exact"])
+@pytest.mark.parametrize("flip", ["bernoulli", "exact", "exact_total"])
 @pytest.mark.parametrize("signal", ["e1", "random"])
 def test_padded_sample_embeds_the_unpadded_one(flip, signal):
     small_cfg = CFG.replace(n=20, d=30, flip=flip, signal=signal, dtype="float64")
