@@ -1,4 +1,4 @@
-"""Static configuration and swept hyperparameters (SCIENCE.md sections 2-3).
+"""Static configuration and swept hyperparameters (docs/science.md sections 2-3).
 
 `Config` is frozen and hashable: shapes, step counts and model choices, closed over by
 `make_train` so that one configuration is one compiled program. `HParams` is a registered pytree
@@ -218,7 +218,7 @@ class Config:
 
     @property
     def exact_recursion(self) -> bool:
-        """Whether gamma and rho follow the exact GD recursion (SCIENCE.md section 4)."""
+        """Whether gamma and rho follow the exact GD recursion (docs/science.md section 4)."""
         return self.optimizer in ("gd", "sgd")
 
     @property

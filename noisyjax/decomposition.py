@@ -1,4 +1,4 @@
-"""The signal-noise decomposition of the filters (SCIENCE.md section 4).
+"""The signal-noise decomposition of the filters (docs/science.md section 4).
 
 w_{j,r}(t) = w_{j,r}(0) + j gamma_{j,r}(t) mu/||mu||^2 + sum_i rho_{j,r,i}(t) xi_i/||xi_i||^2.
 
@@ -55,7 +55,7 @@ def coefficient_increments(update_JMK: jax.Array, geom: Geometry) -> tuple[jax.A
     With w = w(0) + j gamma mu/||mu||^2 + sum_i rho_i xi_i/||xi_i||^2, the coordinate along mu
     is j gamma / ||mu||^2 and along xi_i it is rho_i / ||xi_i||^2. A GD step's coordinates are
     -eta times d loss / d <w, x_p> summed over the samples (`noisyjax.engines.forward`), which
-    is the recursion of SCIENCE.md section 4:
+    is the recursion of docs/science.md section 4:
       gamma_{j,r} -= eta/(n m) sum_i l'_i act'(<w_{j,r}, y_i mu>) y_obs_i y_i ||mu||^2
       rho_{j,r,i} -= eta/(n m) l'_i act'(<w_{j,r}, xi_i>) j y_obs_i ||xi_i||^2
     """

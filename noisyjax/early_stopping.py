@@ -1,4 +1,4 @@
-"""Early-stopping rules applicable to any logged run (SCIENCE.md sections 1, 5 and 6.7).
+"""Early-stopping rules applicable to any logged run (docs/science.md sections 1, 5 and 6.7).
 
 Each rule picks a logged step from the run's trajectories and reports where it stopped and the
 true-label test error there:

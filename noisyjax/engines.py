@@ -2,13 +2,13 @@
 
 The loop needs the network output f of a batch and, for the gradient step, the pull back of
 d loss / d f onto the trainable parameters and onto the step's coordinates in the basis
-V = [mu; xi_1; ...; xi_N] (the decomposition of SCIENCE.md section 4). `forward` gives both. Two
+V = [mu; xi_1; ...; xi_N] (the decomposition of docs/science.md section 4). `forward` gives both. Two
 representations of the filters provide them:
 
 dense   params {"w": W (J, M, D)}, batches `noisyjax.Batch` (x in R^D): O(m n d) per step. The
         coordinates of a GD step are read off d loss / d pre-activation: x1 = y mu, x2 = xi_n.
 gram    params {"c": C (J, M, K), "p": P (J, M, K)} with W(t) = W(0) + C(t) V (K = N + 1) and
-        P = <W, V> = A + C G, A = W(0) V^T, G = V V^T (SCIENCE.md section 9). Every GD step
+        P = <W, V> = A + C G, A = W(0) V^T, G = V V^T (docs/science.md section 9). Every GD step
         moves W inside span V, so all the network needs is each input's projection on W(0) and
         on V, computed once (`to_gram`). On the training set the pre-activations are P itself:
         column 0 is <w, mu> (the signal patch y mu gives y P_0), columns 1.. are <w, xi_n>. The

@@ -21,7 +21,7 @@ from noisyjax.config import HPARAM_FIELDS, HPARAM_RANGES, Config, HParams, fail,
 
 SHAPE_AXES = ("n", "d", "m")
 # Derived axes: "tau" sets tau_plus = tau_minus; "n_snr2" sets mu_norm so that
-# n SNR^2 = n ||mu||^2 / (sigma_p^2 d) takes the given value (SCIENCE.md section 2).
+# n SNR^2 = n ||mu||^2 / (sigma_p^2 d) takes the given value (docs/science.md section 2).
 DERIVED_AXES = {"tau": ("tau_plus", "tau_minus"), "n_snr2": ("mu_norm",)}
 AXIS_NAMES = HPARAM_FIELDS + SHAPE_AXES + tuple(DERIVED_AXES)
 MAX_VALUES = 100_000  # values per axis

@@ -1,4 +1,4 @@
-"""The paper's measurements of one training state (SCIENCE.md section 4).
+"""The paper's measurements of one training state (docs/science.md section 4).
 
 Every function is per run and returns scalars; a subset with no members (no flipped sample when
 tau = 0) gives NaN for its metrics. Shape letters: N samples, J signs, M filters.
@@ -115,7 +115,7 @@ def measure(
     hp: HParams,
     val: AnyBatch | None = None,
 ) -> dict[str, jax.Array]:
-    """Every per-step metric of SCIENCE.md section 4 for one run (the `step` entry is added later).
+    """Every per-step metric of docs/science.md section 4 for one run (the `step` entry is added later).
 
     grad_*_norm are the norms of the full-batch GD step (observed labels, step eta) taken from
     this state, whichever optimizer trains the run.

@@ -1,8 +1,8 @@
-"""The two-layer CNN of SCIENCE.md section 3.
+"""The two-layer CNN of docs/science.md section 3.
 
 f(W, x) = F_{+1}(W_{+1}, x) - F_{-1}(W_{-1}, x),
 F_j = (1/m) sum_r [act(<w_{j,r}, x1>) + act(<w_{j,r}, x2>)]: filters shared by both patches,
-second layer fixed at +-1/m, no bias. Options for Kou et al. (2023) (SCIENCE.md section 7): a
+second layer fixed at +-1/m, no bias. Options for Kou et al. (2023) (docs/science.md section 7): a
 bias inside the activation, act(<w_{j,r}, x_p> + b_{j,r}), PyTorch's uniform initialisation, and
 the second layer at 1/2 (each class logit is the sum over its filters of the mean over patches).
 
@@ -26,7 +26,7 @@ SIGNS_J = (1.0, -1.0)  # j for filter group 0 and 1
 
 
 def activation_pair(cfg: Config) -> tuple[Callable, Callable]:
-    """(act, act') for the configured activation, with act'(0) = 0 (SCIENCE.md section 3)."""
+    """(act, act') for the configured activation, with act'(0) = 0 (docs/science.md section 3)."""
     if cfg.activation == "relu":
         return (lambda z: jnp.maximum(z, 0.0)), (
             lambda z: jnp.where(z > 0, 1.0, 0.0).astype(jnp.result_type(z))

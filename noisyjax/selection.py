@@ -1,4 +1,4 @@
-"""Sample selection from per-sample training losses (SCIENCE.md sections 1 and 6.2).
+"""Sample selection from per-sample training losses (docs/science.md sections 1 and 6.2).
 
 Post-hoc functions on plain arrays: `loss_TN` holds the training loss (w.r.t. observed labels)
 of each sample at each logged step, NaN on padding samples; `flipped_N` marks the samples whose

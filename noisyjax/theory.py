@@ -1,6 +1,6 @@
 """Closed-form predictions and heuristics of the theory, for overlays and checks.
 
-Every function is plain NumPy and broadcasts over its arguments. References are to SCIENCE.md:
+Every function is plain NumPy and broadcasts over its arguments. References are to docs/science.md:
   snr, n_snr2            section 2: SNR = ||mu|| / (sigma_p sqrt(d)); regime n SNR^2 = Theta(1).
   t1_scale               section 6.4: Stage I lasts ~ n m / (eta sigma_p^2 d) steps (theory).
   rate_ratio             section 6.9 (heuristic): gamma / rho_bar ~ n SNR^2 (1 - 2 tau) / 2.
@@ -19,7 +19,7 @@ from noisyjax.config import fail
 
 ArrayLike = float | np.ndarray
 
-# The exponents of t1 ~ eta^-1 n^1 m^1 d^-1 (SCIENCE.md section 6.4), by swept field.
+# The exponents of t1 ~ eta^-1 n^1 m^1 d^-1 (docs/science.md section 6.4), by swept field.
 T1_EXPONENTS = {"eta": -1.0, "n": 1.0, "m": 1.0, "d": -1.0}
 
 

@@ -1,4 +1,4 @@
-"""Figures that put measurements next to the theory (SCIENCE.md section 6).
+"""Figures that put measurements next to the theory (docs/science.md section 6).
 
 Built on matplotlib.figure.Figure directly, like `noisyjax.plots`: no pyplot state.
 Every function takes plain arrays or xarray objects and writes one PNG.

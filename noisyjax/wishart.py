@@ -2,7 +2,7 @@
 
 Everything the network computes is an inner product between the signal direction u, the initial
 filters w_{j,r}(0), the training noise xi_i and test or validation noise, and GD keeps W(t) in
-span{u, w(0), xi} (SCIENCE.md section 9). So it is enough to draw these vectors' coordinates in
+span{u, w(0), xi} (docs/science.md section 9). So it is enough to draw these vectors' coordinates in
 an orthonormal basis of that span (dimension D' = 1 + 2m + n, `Config.reduced_d`) with the
 right joint law; the dynamics are then exactly those of a run in R^d, and no d-dimensional array
 is drawn. Layout of the coordinates:

@@ -1,4 +1,4 @@
-"""Presets of neighbouring papers' setups (SCIENCE.md section 7), with their figures.
+"""Presets of neighbouring papers' setups (docs/science.md section 7), with their figures.
 
 - `kou2023`, `kou2023-grid`: Kou, Chen, Chen, Gu, ICML 2023, "Benign overfitting in two-layer
   ReLU convolutional neural networks", as in their public code (Conv1d with bias, PyTorch's
@@ -38,7 +38,7 @@ from sweeps.presets import preset
 # The cheapest engine the setting allows (wishart: cost independent of d), where it exists.
 ENGINE = "auto" if "auto" in ENGINES else "dense"
 
-# Kou et al. (2023), public code uclaml/Benign_ReLU_CNN (SCIENCE.md section 7).
+# Kou et al. (2023), public code uclaml/Benign_ReLU_CNN (docs/science.md section 7).
 KOU_CFG = dict(
     n=20,
     m=10,
@@ -79,7 +79,7 @@ LNGD_HEAT_SNR = (0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.10)
 
 
 def snr_of(ds: xr.Dataset) -> xr.DataArray:
-    """SNR = ||mu|| / (sigma_p sqrt(d)) of every run (SCIENCE.md section 2)."""
+    """SNR = ||mu|| / (sigma_p sqrt(d)) of every run (docs/science.md section 2)."""
     return ds["mu_norm"] / (ds["sigma_p"] * np.sqrt(ds["d"]))
 
 
@@ -385,10 +385,12 @@ def lngd2025() -> tuple[Sweep, Callable]:
       label-noise GD flipping each label with probability p = 0.1 afresh at every step, 2000
       steps; sigma_0 = 0.01 (our choice).
     Figures:
-      lngd_trajectories.png: test error, training loss and max gamma (signal learning) of GD
-        and label-noise GD, mean over seeds with min-max bands: GD fits the data by memorizing
-        noise and its test error stays high; label-noise GD keeps learning the signal and its
-        test error falls.
+      lngd_trajectories.png: test error, training loss, max gamma (signal learning) and the
+        ratio of noise memorization to signal learning (mean over samples of max_r rho_bar,
+        split by label as in Huang et al., over max gamma) of GD and label-noise GD, mean over
+        seeds with min-max bands: GD fits the data by memorizing noise and its test error stays
+        high; label-noise GD keeps learning the signal, its rho_bar stays bounded and its test
+        error falls.
       lngd_final_error.png: final test error per seed for both methods.
     """
     cfg = nj.Config(n=200, steps=2000, log_every=20, eval_every=20, engine=ENGINE, **LNGD_CFG)
@@ -402,15 +404,19 @@ def method_name(rate: float) -> str:
 
 def lngd2025_figures(ds: xr.Dataset, out: Path) -> list[Path]:
     step = ds["step"].values
-    fig = Figure(figsize=(6.4, 7.2), layout="constrained")
-    axes = fig.subplots(3, 1, sharex=True)
+    fig = Figure(figsize=(6.4, 9.0), layout="constrained")
+    axes = fig.subplots(4, 1, sharex=True)
     panels = (
         ("test_err", "test error"),
         ("train_loss", "training loss"),
         ("gamma_max", r"$\max_{j,r}\gamma_{j,r}$"),
+        ("rho_over_gamma", r"mean$_i \max_r \bar\rho_{y_i,r,i}$ / $\max\gamma$"),
     )
     for k, rate in enumerate(ds["relabel_rate"].values):
         run = ds.sel(relabel_rate=rate)
+        # Huang et al.'s view: noise memorization against signal learning, with rho_bar split
+        # by label (it can fall under label-noise GD; docs/science.md section 4).
+        run = run.assign(rho_over_gamma=run["rho_bar_clean"] / run["gamma_max"])
         for ax, (var, label) in zip(axes, panels, strict=True):
             v = run[var].transpose("seed", "step").values
             ax.plot(step, np.nanmean(v, axis=0), color=f"C{k}", label=method_name(rate))

@@ -1,4 +1,4 @@
-"""Presets of the real-image experiment (SCIENCE.md section 8, docs/real-data.md)."""
+"""Presets of the real-image experiment (docs/science.md section 8, docs/real-data.md)."""
 
 from __future__ import annotations
 

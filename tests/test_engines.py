@@ -1,4 +1,4 @@
-"""The gram and wishart engines against the dense one (SCIENCE.md section 9).
+"""The gram and wishart engines against the dense one (docs/science.md section 9).
 
 gram runs the same data in coefficient space: every logged quantity must agree with dense (float64
 to 1e-9). wishart draws the Gram matrices from their law instead of materializing d-dimensional

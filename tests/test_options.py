@@ -1,4 +1,4 @@
-"""Compatibility options for Kou et al. (2023) (SCIENCE.md section 7), each against a hand
+"""Compatibility options for Kou et al. (2023) (docs/science.md section 7), each against a hand
 computation in NumPy: the bias and its gradient, PyTorch's default initialization, Kou's output
 scaling with the 2-logit cross-entropy, and test labels flipped like the training labels."""
 

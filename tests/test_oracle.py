@@ -1,6 +1,6 @@
 """An independent float64 NumPy oracle for full-batch GD, checked against `noisyjax.fit`.
 
-The oracle below re-derives SCIENCE.md sections 2-4 from scratch and imports nothing from
+The oracle below re-derives docs/science.md sections 2-4 from scratch and imports nothing from
 noisyjax: the two-layer CNN f(W, x) = (1/m) sum_r [act(<w_{+1,r}, x1>) + act(<w_{+1,r}, x2>)]
 - (same for j = -1) (filter group 0 is j = +1), the mean logistic loss, its hand-written
 gradient (act'(0) = 0), the step W <- W - eta grad, the exact recursions for gamma and

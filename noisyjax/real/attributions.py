@@ -1,7 +1,7 @@
 """Integrated gradients (Sundararajan et al. 2017) of a network's margin, in JAX.
 
 The paper explains its VGG's predictions with SHAP at an early and a late checkpoint
-(SCIENCE.md section 8); we use integrated gradients, a path attribution method computed with
+(docs/science.md section 8); we use integrated gradients, a path attribution method computed with
 the network's own gradients, which satisfies completeness: the attributions of an image sum to
 margin(image) - margin(baseline) up to the Riemann error of `steps` points.
 

@@ -1,4 +1,4 @@
-"""Static configuration and swept hyperparameters of the real-image experiment (SCIENCE.md §8).
+"""Static configuration and swept hyperparameters of the real-image experiment (docs/science.md §8).
 
 `RealConfig` is frozen and hashable (data set, model, epochs, batch size, schedule shape),
 closed over by `make_train`; `RealHParams` is a registered pytree of the scalars a sweep may vary

@@ -1,4 +1,4 @@
-"""Binary image data sets and label flipping (SCIENCE.md section 8).
+"""Binary image data sets and label flipping (docs/science.md section 8).
 
 Shape letters: N images, H height, W width, C channels.
 
@@ -186,7 +186,7 @@ def md5(path: Path) -> str:
 def flip_labels(key: jax.Array, label_N: jax.Array, hp: RealHParams, cfg: RealConfig) -> jax.Array:
     """One run's flip mask (N,) bool: label 1 flips with tau_plus, label 0 with tau_minus.
 
-    "exact" swaps exactly round(tau n) labels chosen uniformly (SCIENCE.md section 8, the
+    "exact" swaps exactly round(tau n) labels chosen uniformly (docs/science.md section 8, the
     authors' code), per class when class_conditional; "bernoulli" flips each independently.
     The uniform scores come from `key` alone, so for one seed a lower tau flips a subset of
     the samples a higher tau flips.

@@ -101,7 +101,7 @@ def summary(stages: RealStages) -> dict[str, jax.Array]:
 
 
 def loss_metrics(z_N: jax.Array, flipped_N: jax.Array) -> dict[str, jax.Array]:
-    """Per-sample loss summaries of SCIENCE.md section 4 from observed-label margins."""
+    """Per-sample loss summaries of docs/science.md section 4 from observed-label margins."""
     loss_N = jax.nn.softplus(-z_N)
     clean_N, noisy_N = ~flipped_N, flipped_N
     return {

@@ -90,7 +90,7 @@ def all_logits(model: Model, params, batch_stats, x_NHWC: jax.Array, eval_batch:
 def measure(
     model: Model, state: RealState, x_eval: jax.Array, images: Images, y_obs_N, flipped_N, cfg
 ) -> tuple[Metrics, jax.Array]:
-    """One epoch's metrics (SCIENCE.md sections 4 and 8) and the observed-label margins.
+    """One epoch's metrics (docs/science.md sections 4 and 8) and the observed-label margins.
 
     `x_eval` is the training images followed by the test images (one pass over both)."""
     n = y_obs_N.shape[0]
