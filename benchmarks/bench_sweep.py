@@ -19,8 +19,8 @@ to agree (`numpy.allclose`), and the same runs again in float64 (stage times exa
 1e-10), so both paths compute the same thing and a float32 deviation is rounding. Timed passes
 then alternate between the two paths so that both see the same machine state; throughput is
 `runs / median pass time` and the ratio is engine runs/s over sequential runs/s (above 1: the
-engine is faster). The best-pass ratio (shortest pass of each path) is printed too: on a shared machine it is the
-one least disturbed by other processes.
+engine is faster). The best-pass ratio (shortest pass of each path) is printed too: on a shared
+machine it is the one least disturbed by other processes.
 
 Usage:
   python -m benchmarks.bench_sweep                      # both settings

@@ -64,7 +64,7 @@ def sample_keys(key: jax.Array, cfg: Config, split: str) -> jax.Array:
 def labels_and_flips(
     keys_N: jax.Array, mask_N: jax.Array, cfg: Config, hp: HParams
 ) -> tuple[jax.Array, jax.Array]:
-    """True labels y uniform on {-1, +1} and the flip mask (docs/science.md section 2), per sample key.
+    """True labels y uniform on {-1, +1} and the flip mask (docs/science.md section 2), per key.
 
     Each sample key splits into (label, noise, flip) keys; the noise key is left to the sampler,
     so every engine draws the same labels and flips from the same keys.
@@ -147,7 +147,7 @@ def sample(
 def flip_mask(
     u_N: jax.Array, y_N: jax.Array, mask_N: jax.Array, cfg: Config, hp: HParams
 ) -> jax.Array:
-    """Class-conditional flips: tau_plus for y = +1, tau_minus for y = -1 (docs/science.md section 2).
+    """Class-conditional flips: tau_plus for y = +1, tau_minus for y = -1 (docs/science.md s. 2).
 
     "bernoulli": flip sample i when u_i < tau(y_i). "exact": in each class flip the
     round(tau n_class) active samples with the smallest u_i (a uniformly random subset).

@@ -2,7 +2,7 @@
 
 The loop needs the network output f of a batch and, for the gradient step, the pull back of
 d loss / d f onto the trainable parameters and onto the step's coordinates in the basis
-V = [mu; xi_1; ...; xi_N] (the decomposition of docs/science.md section 4). `forward` gives both. Two
+V = [mu; xi_1; ...; xi_N] (docs/science.md section 4's decomposition). `forward` gives both. Two
 representations of the filters provide them:
 
 dense   params {"w": W (J, M, D)}, batches `noisyjax.Batch` (x in R^D): O(m n d) per step. The

@@ -115,7 +115,7 @@ def measure(
     hp: HParams,
     val: AnyBatch | None = None,
 ) -> dict[str, jax.Array]:
-    """Every per-step metric of docs/science.md section 4 for one run (the `step` entry is added later).
+    """Every per-step metric of docs/science.md section 4 for one run (`step` is added later).
 
     grad_*_norm are the norms of the full-batch GD step (observed labels, step eta) taken from
     this state, whichever optimizer trains the run.

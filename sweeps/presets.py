@@ -34,7 +34,7 @@ def describe(name: str) -> str:
 
 
 def stage_boundary(ax, xs: np.ndarray, ys: np.ndarray) -> None:
-    """Overlay the rate heuristic n SNR^2 (1 - 2 tau) / 2 = 1 (docs/science.md section 6, item 9)."""
+    """Overlay the rate heuristic n SNR^2 (1 - 2 tau) / 2 = 1 (docs/science.md 6.9)."""
     tau = np.linspace(min(xs.min(), 0.0), min(xs.max(), 0.49), 200)
     ax.plot(
         tau,

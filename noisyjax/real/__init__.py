@@ -1,4 +1,4 @@
-"""Real images (docs/science.md section 8): binary digits and CIFAR-10, flax CNNs, optax SGD, vmapped
+"""Real images (docs/science.md s. 8): binary digits and CIFAR-10, flax CNNs, optax SGD, vmapped
 over seeds and noise rates, with the synthetic sweeps' stages, results and checkpoints.
 
 `python -m sweeps.grid --preset real-digits` (CPU, minutes) or `--preset real-cifar2` (GPU/TPU).
