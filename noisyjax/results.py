@@ -126,6 +126,9 @@ def to_dataset(
     for name, column in {**table.hp, **table.shape}.items():
         if name not in ds.coords:
             ds = ds.assign_coords({name: (dims, column.reshape(shape))})
+    # Axis values in increasing order whatever order they were given in (figures and `sel`
+    # slices need monotonic coordinates; a run is found by its coordinates, not its position).
+    ds = ds.sortby([a.name for a in sweep.axes]) if sweep.axes else ds
     # netCDF attributes hold strings and numbers only: everything else is stored as JSON.
     ds.attrs.update(
         {k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in attrs.items()}

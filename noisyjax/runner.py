@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import sys
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -194,10 +195,24 @@ def run_sweep(
         {"fingerprint": print_, "sweep": sweep.to_dict(), **header["environment"]},
     )
     write_dataset(ds, out / RESULTS)
+    write_json(out / CONFIG, header)  # results and status are final before any figure
     if figures is not None:
-        header["figures"] = [p.name for p in figures(ds, out)]
-    write_json(out / CONFIG, header)
+        drawn, skipped = draw_figures(figures, ds, out)
+        header.update(figures=drawn, **({"figures_skipped": skipped} if skipped else {}))
+        write_json(out / CONFIG, header)
     return ds
+
+
+def draw_figures(figures: Figures, ds: xr.Dataset, out: Path) -> tuple[list[str], str | None]:
+    """Draw a sweep's figures; figure code that fails costs the figures, never the sweep: one
+    warning line on stderr says what was skipped and why, and the sweep stays complete."""
+    try:
+        return [p.name for p in figures(ds, out)], None
+    except Exception as err:  # noqa: BLE001 (any figure bug: the results are already safe)
+        first = (str(err).strip().splitlines() or [""])[0]
+        reason = f"{type(err).__name__}: {first}" if first else type(err).__name__
+        print(f"warning: figures skipped ({reason}); the results are complete", file=sys.stderr)
+        return [], reason
 
 
 def consistent_chunks(

@@ -153,6 +153,9 @@ def resolve(args: argparse.Namespace) -> tuple[Sweep, object]:
         from sweeps.real_overrides import resolve_real  # real-image presets (docs/real-data.md)
 
         return resolve_real(sweep, figures, args)
+    from sweeps.presets import on_preset_axes
+
+    figures = on_preset_axes(figures, tuple(a.name for a in sweep.axes))
     for spec in args.axis:
         sweep = sweep.with_axis(parse_axis(spec))
     sweep = apply_sets(sweep, args.set)

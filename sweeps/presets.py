@@ -6,6 +6,7 @@ should show. `python -m sweeps.grid --list-presets` prints the first docstring l
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,13 +66,38 @@ def run_trajectories(run: xr.Dataset, path: Path, title: str) -> Path:
     return trajectories(run, path, title=title, stage_steps=stage_lines(run))
 
 
+# Dimensions every run has; any other dimension of a results Dataset is a sweep axis.
+RUN_DIMS = ("seed", "step", "epoch", "sample")
+
+
+def first_values(ds: xr.Dataset, keep: tuple[str, ...], what: str) -> xr.Dataset:
+    """`ds` at the first value of every sweep axis not in `keep`, saying so on stderr."""
+    extra = [d for d in ds.dims if d not in keep + RUN_DIMS]
+    if not extra:
+        return ds
+    picked = ", ".join(f"{d}={ds[d].values[0]}" for d in extra)
+    print(f"note: {what} drawn at {picked} (axes they do not plot)", file=sys.stderr)
+    return ds.isel({d: 0 for d in extra})
+
+
+def on_preset_axes(figures: Callable, axes: tuple[str, ...]) -> Callable:
+    """A preset's figures for a sweep with more axes than the preset's own: drawn at the first
+    value of each added axis (the results keep every value)."""
+
+    def draw(ds: xr.Dataset, out: Path) -> list[Path]:
+        return figures(first_values(ds, axes, "the preset's figures"), out)
+
+    return draw
+
+
 def with_heatmaps(figures: Callable, specs: list[tuple[str, str, str]]) -> Callable:
     """Add heatmaps of per-run variables (a trajectory contributes its last value)."""
 
     def draw(ds: xr.Dataset, out: Path) -> list[Path]:
         paths = figures(ds, out)
         for var, x, y in specs:
-            da = ds[var].isel(step=-1) if "step" in ds[var].dims else ds[var]
+            da = first_values(ds, (x, y), f"heatmap_{var}.png")[var]
+            da = da.isel(step=-1) if "step" in da.dims else da
             da = da.where(da >= 0) if var in nj.TRANSITION_NAMES else da
             da = da.astype(float).rename(var)
             paths.append(heatmap(da, x, y, out / f"heatmap_{var}.png", title=var))

@@ -225,3 +225,51 @@ def test_cli_process_exit_code_and_single_line(tmp_path):
     result = cli("--preset", "nope", "--out", str(tmp_path / "x"))
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "axes",
+    [
+        ["--axis", "eta=0.3,0.5"],  # a third axis the preset's figures do not plot
+        ["--axis", "tau=0.3,0.1,0.2"],  # values out of order
+        ["--axis", "n_snr2=4"],  # a single value
+    ],
+    ids=["extra-axis", "unsorted", "single-value"],
+)
+def test_any_axes_end_with_every_figure_and_a_complete_sweep(tmp_path, axes):
+    out = tmp_path / "sweep"
+    done = cli("--preset", "tiny", "--no-progress", "--set", "steps=8", "--out", str(out), *axes)
+    assert done.returncode == 0, done.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["status"] == "complete" and "figures_skipped" not in config
+    expected = {"stage_phase.png", "stage_one_exists.png", "final_test_error.png"}
+    assert expected | {"trajectories.png"} == set(config["figures"])
+    assert all((out / name).stat().st_size > 0 for name in config["figures"])
+    ds = nj.load_sweep(out)
+    for name in ("tau", "n_snr2", "eta"):
+        if name in ds.dims:
+            assert np.all(np.diff(ds[name].values) > 0), name  # sorted whatever the input order
+    if "eta" in ds.dims:
+        assert "drawn at eta=0.3" in done.stderr
+
+
+def test_unsorted_axis_keeps_each_run_at_its_own_coordinates(tmp_path):
+    out = tmp_path / "sweep"
+    args = ("--preset", "tiny", "--no-progress", "--set", "steps=8", "--seeds", "1")
+    assert cli(*args, "--axis", "tau=0.3,0.1", "--out", str(out)).returncode == 0
+    assert cli(*args, "--axis", "tau=0.1,0.3", "--out", str(tmp_path / "b")).returncode == 0
+    a, b = nj.load_sweep(out), nj.load_sweep(tmp_path / "b")
+    np.testing.assert_array_equal(a["tau_plus"].values, b["tau_plus"].values)
+    np.testing.assert_array_equal(a["t1"].values, b["t1"].values)
+    np.testing.assert_array_equal(a["train_loss"].values, b["train_loss"].values)
+
+
+def test_failing_figure_code_costs_the_figures_not_the_sweep(tmp_path, capsys):
+    from noisyjax.runner import draw_figures
+
+    def broken(ds, out):
+        raise TypeError("cannot draw this\nsecond line")
+
+    drawn, skipped = draw_figures(broken, None, tmp_path)
+    assert drawn == [] and skipped == "TypeError: cannot draw this"
+    assert capsys.readouterr().err.count("\n") == 1  # one warning line
