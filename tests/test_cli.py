@@ -230,11 +230,11 @@ def test_cli_process_exit_code_and_single_line(tmp_path):
 @pytest.mark.parametrize(
     "axes",
     [
-        ["--axis", "eta=0.3,0.5"],  # a third axis the preset's figures do not plot
-        ["--axis", "tau=0.3,0.1,0.2"],  # values out of order
+        # a third axis the preset's figures do not plot, and values out of order
+        ["--axis", "eta=0.5,0.3", "--axis", "tau=0.3,0.1,0.2"],
         ["--axis", "n_snr2=4"],  # a single value
     ],
-    ids=["extra-axis", "unsorted", "single-value"],
+    ids=["extra-and-unsorted-axes", "single-value"],
 )
 def test_any_axes_end_with_every_figure_and_a_complete_sweep(tmp_path, axes):
     out = tmp_path / "sweep"

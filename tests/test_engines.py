@@ -104,6 +104,9 @@ def test_gram_equals_dense_in_float32():
     dense, gram = trained("dense", "float32"), trained("gram", "float32")
     for name, a in dense.items():
         b = gram[name]
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=name)
+        if np.all(np.isnan(a)):  # e.g. the probes of a marker that never happens
+            continue
         if name in DISCRETE:
             assert np.nanmax(np.abs(a - b)) <= 1 / 200 + 1e-6, name  # one of 200 test samples
             assert np.mean(a == b) > 0.9, name

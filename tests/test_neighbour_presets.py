@@ -152,7 +152,7 @@ def fake_results(sweep, seed=0):
             coords[name] = (sweep.dims, col.reshape(shape))
     data = {
         v: (sweep.dims + ("step",), rng.uniform(0, 0.6, shape + (len(steps),)))
-        for v in ("test_err", "test_err_noisy_labels", "train_loss", "gamma_max")
+        for v in ("test_err", "test_err_noisy_labels", "train_loss", "gamma_max", "rho_bar_clean")
     }
     return xr.Dataset(data, coords=coords)
 
