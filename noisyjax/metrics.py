@@ -90,6 +90,13 @@ def test_error_counts(params: Params, test: AnyBatch, cfg: Config) -> dict[str, 
     }
 
 
+def error_rates(wrong: dict[str, jax.Array], test: AnyBatch) -> dict[str, jax.Array]:
+    """Test-error counts as fractions of the active test samples."""
+    dtype = test.y.dtype
+    n_test = jnp.sum(test.mask).astype(dtype)
+    return {k: v.astype(dtype) / n_test for k, v in wrong.items()}
+
+
 def test_errors(
     params: Params, test: AnyBatch, cfg: Config, prefix: str = "test"
 ) -> dict[str, jax.Array]:
@@ -114,8 +121,12 @@ def measure(
     cfg: Config,
     hp: HParams,
     val: AnyBatch | None = None,
+    wrong: dict[str, jax.Array] | None = None,
 ) -> dict[str, jax.Array]:
     """Every per-step metric of docs/science.md section 4 for one run (`step` is added later).
+
+    `wrong`: this state's test-error counts (`test_error_counts`), when the caller has them; the
+    test errors are then those counts over the test-set size, with no second evaluation.
 
     grad_*_norm are the norms of the full-batch GD step (observed labels, step eta) taken from
     this state, whichever optimizer trains the run.
@@ -142,7 +153,7 @@ def measure(
         "train_acc_clean": masked_mean(correct_N, clean_N),
         "train_acc_noisy": masked_mean(correct_N, noisy_N),
         "train_acc_noisy_true": masked_mean((z_N < 0).astype(z_N.dtype), noisy_N),  # y f > 0
-        **test_errors(params, test, cfg),
+        **(test_errors(params, test, cfg) if wrong is None else error_rates(wrong, test)),
         "gamma_max": jnp.max(gamma_JM),
         "rho_bar_clean": masked_mean(own_N, clean_N),
         "rho_bar_noisy": masked_mean(own_N, noisy_N),

@@ -95,11 +95,12 @@ def step_labels_and_weights(
 
 
 def evaluated_wrong(state: TrainState, test: AnyBatch, cfg: Config) -> dict[str, jax.Array]:
-    """Test-error counts of W(t) on evaluation steps (every cfg.eval_every steps and every
-    logged step), else the latest ones. One function evaluates every step the markers see, so
-    t_best never compares numbers computed by two differently compiled programs."""
+    """Test-error counts of W(t) on evaluation steps (every cfg.eval_every steps), else the
+    latest ones; a logged step was just counted by `fit`'s log point, which they reuse. t_best
+    compares these whole counts, never fractions, so no compiler's rounding of a division
+    decides it (on jax 0.10 two programs rounded 10/100 differently)."""
     # The step counter is not batched under vmap, so this stays a real branch.
-    fresh = (state.step % cfg.eval_every == 0) | (state.step % cfg.log_every == 0)
+    fresh = (state.step % cfg.eval_every == 0) & (state.step % cfg.log_every != 0)
     return jax.lax.cond(
         fresh, lambda: test_error_counts(state.params, test, cfg), lambda: state.stages.wrong
     )
@@ -216,19 +217,14 @@ def fit(
         stages=init_stages(state0, cfg, train, test), diverged_at=jnp.asarray(NEVER, jnp.int32)
     )
 
-    def log_point(state: TrainState) -> Metrics:
-        return {
+    def log_point(state: TrainState) -> tuple[TrainState, Metrics]:
+        wrong = test_error_counts(state.params, test, cfg)  # for the log and for the markers
+        metrics = measure(
+            state.params, *state.decomposition(geom, train), train, test, geom, cfg, hp, val, wrong
+        )
+        return state._replace(stages=state.stages._replace(wrong=wrong)), {
             "step": state.step,
-            **measure(
-                state.params,
-                *state.decomposition(geom, train),
-                train,
-                test,
-                geom,
-                cfg,
-                hp,
-                val,
-            ),
+            **metrics,
         }
 
     def block(state: TrainState, index: jax.Array) -> tuple[TrainState, Metrics]:
@@ -237,12 +233,12 @@ def fit(
         state = jax.lax.fori_loop(
             0, n_steps, lambda _, s: train_step(s, key, train, test, geom, cfg, hp, opt), state
         )
-        return state, log_point(state)
+        return log_point(state)
 
     state, metrics = jax.lax.scan(block, state0, jnp.arange(cfg.n_logs, dtype=jnp.int32))
     # The final state is checked too; no step is taken from it, so it has no t_cross.
     z_N = train.y_obs * outputs(state.params, train, cfg)
-    final_wrong = evaluated_wrong(state, test, cfg)  # the final step is a logged one
+    final_wrong = state.stages.wrong  # the final step is a logged one: counted there
     final_loss = jnp.sum(jnp.where(train.mask, jax.nn.softplus(-z_N), 0.0))
     state = state._replace(
         stages=observe(state.stages, state, z_N, final_wrong, None, train, test, geom, cfg),

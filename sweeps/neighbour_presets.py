@@ -106,6 +106,9 @@ def kou2023() -> tuple[Sweep, Callable]:
     """Kou et al. 2023, one run of their code's single-run setting (b = 5, d = 100).
 
     Command: python -m sweeps.grid --preset kou2023
+    Regime: ratio n SNR^2 (1 - 2 tau) / 2 = 2.0 (n SNR^2 = 5, tau = 0.1), above the
+      boundary measured from a Gaussian init; their PyTorch init is far larger (uniform
+      +-1/sqrt(d)), where that boundary does not apply.
     Runtime: 42 s measured on a shared 2-core CPU (1 run, 100 steps logged every step; almost
       all of it compilation and the margin replay).
     Setting: their public code: Conv1d(1, 2m, kernel d, stride d) with bias, PyTorch's default
@@ -197,6 +200,8 @@ def kou2023_grid() -> tuple[Sweep, Callable]:
     """Kou et al. 2023, their full figure: 100 b x 100 d x 10 repeats = 100,000 trainings.
 
     Command: python -m sweeps.grid --preset kou2023-grid --out checkpoints/kou2023-grid
+    Regime: ratio n SNR^2 (1 - 2 tau) / 2 = 8 b^2 / d, from 0 to 7.8 over the grid,
+      with their large PyTorch init (the measured Stage-I boundary does not apply).
     Runtime: 2 min 30 s measured on an idle 2-core CPU with the wishart engine (25 min while
       the machine was shared with other jobs); their sequential loop, 2 h extrapolated from
       benchmarks/bench_kou_sequential.py (docs/neighbours.md).
@@ -301,6 +306,8 @@ def cao2022() -> tuple[Sweep, Callable]:
     """Cao et al. 2022: ReLU^3 CNN without label noise, test error over n x SNR.
 
     Command: python -m sweeps.grid --preset cao2022
+    Regime: no label noise (tau = 0): no flipped samples, so no Stage-I window by
+      definition; the ratio n SNR^2 (1 - 2 tau) / 2 does not apply.
     Runtime: 2 min measured on a shared 2-core CPU (6 n x 9 SNR x 3 seeds = 162 runs, 1000
       GD steps; 66 s of it compiling).
     Setting: activation max(0, z)^3, noise N(0, I - u u^T) orthogonal to mu (their model),
@@ -378,6 +385,8 @@ def lngd2025() -> tuple[Sweep, Callable]:
     """Huang et al. 2025: GD against label-noise GD in their setting (trajectories, final error).
 
     Command: python -m sweeps.grid --preset lngd2025
+    Regime: clean training labels (tau = 0, label noise only injected by the
+      optimizer): the ratio n SNR^2 (1 - 2 tau) / 2 and the Stage-I window do not apply.
     Runtime: 2 min measured on a shared 2-core CPU (2 methods x 5 seeds, 2000 steps; 86 s of
       it compiling, 11 s running).
     Setting: squared ReLU, n = 200, 2000 test points, d = 2000, m = 20, eta = 0.5, mu = 2 e_1,
@@ -458,6 +467,8 @@ def lngd2025_heatmap() -> tuple[Sweep, Callable]:
     """Huang et al. 2025: final test error of GD and label-noise GD over SNR x n.
 
     Command: python -m sweeps.grid --preset lngd2025-heatmap
+    Regime: clean training labels (tau = 0): the ratio n SNR^2 (1 - 2 tau) / 2 and
+      the Stage-I window do not apply.
     Runtime: 5 min measured on a shared 2-core CPU with the wishart engine (8 SNR x 5 n x 2
       methods x 1 seed = 80 runs, 1000 steps; every run is padded to n = 700, so it costs
       O(m 700^2) per step).

@@ -102,6 +102,8 @@ def stage1_phase() -> tuple[Sweep, Callable]:
     """Where Stage I exists over n SNR^2 x tau, against the rate heuristic (prediction 9).
 
     Command: python -m sweeps.grid --preset stage1-phase
+    Regime: ratio n SNR^2 (1 - 2 tau) / 2 from 0.03 to 14.4: both sides of the
+      boundary, by design (it is the map of it).
     Runtime: about 2 minutes on a 2-core CPU (9 x 13 cells x 3 seeds = 351 runs, n=100,
       d=1000, m=10, 300 GD steps, sigma_0 = 0.001, eta = 0.05).
     Figures (dashed: the heuristic boundary n SNR^2 (1 - 2 tau)/2 = 1, i.e.

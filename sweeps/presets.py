@@ -111,6 +111,8 @@ def stage_phase() -> tuple[Sweep, Callable]:
     """Phase diagram of Stage I over tau x n SNR^2 (the default preset; about 2 min on 2 CPUs).
 
     Command: python -m sweeps.grid            (or --preset stage-phase)
+    Regime: ratio n SNR^2 (1 - 2 tau) / 2 from 0.03 to 16: the grid
+      spans both sides of the measured Stage-I boundary by design.
     Runtime: about 2 minutes on a 2-core CPU (10 x 13 cells x 3 seeds = 390 runs, n=100,
     d=1000, m=10, 300 GD steps).
     Figures:
@@ -193,6 +195,8 @@ def tiny() -> tuple[Sweep, Callable]:
     """A seconds-long smoke sweep (tests, notebooks, CI): 2 x 2 cells x 2 seeds.
 
     Command: python -m sweeps.grid --preset tiny
+    Regime: ratio n SNR^2 (1 - 2 tau) / 2 = 0.4, 0.8, 1.6 and 3.2: both sides of
+      the measured Stage-I boundary.
     Runtime: a few seconds on a 2-core CPU (most of it compilation).
     Figures: the same three as stage-phase, on a coarse grid.
     """
