@@ -101,13 +101,8 @@ def test_errors(
     params: Params, test: AnyBatch, cfg: Config, prefix: str = "test"
 ) -> dict[str, jax.Array]:
     """0-1 error against the true labels and against the noisy labels (y f <= 0)."""
-    f_N = outputs(params, test, cfg)
-    return {
-        f"{prefix}_err": masked_mean((test.y * f_N <= 0).astype(f_N.dtype), test.mask),
-        f"{prefix}_err_noisy_labels": masked_mean(
-            (test.y_obs * f_N <= 0).astype(f_N.dtype), test.mask
-        ),
-    }
+    rates = error_rates(test_error_counts(params, test, cfg), test)
+    return {name.replace("test", prefix, 1): value for name, value in rates.items()}
 
 
 def measure(

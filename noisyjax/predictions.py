@@ -17,8 +17,6 @@ import xarray as xr
 from noisyjax.config import TRANSITION_NAMES
 from noisyjax.theory import stage_two_error_bound
 
-NEVER = -1
-
 
 def marker_table(run: xr.Dataset) -> dict[str, list[int]]:
     """Every marker per seed (NEVER = -1 kept), with the window's length."""

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 from noisyjax.config import TRANSITION_NAMES, Config
 from noisyjax.decomposition import Geometry
 from noisyjax.engines import AnyBatch
-from noisyjax.metrics import LOG2, auroc, masked_mean
+from noisyjax.metrics import LOG2, auroc, error_rates, masked_mean
 
 NEVER = -1
 TRANSITIONS = TRANSITION_NAMES
@@ -155,6 +155,28 @@ def probe(
     }
 
 
+def fit_hits(
+    times: dict[str, jax.Array],
+    fitted_N: jax.Array,
+    flipped_N: jax.Array,
+    above: jax.Array,
+    acc_noisy: jax.Array,
+) -> dict[str, jax.Array]:
+    """The markers read off which samples are fitted (also `noisyjax.real.stages`): t1,
+    t_stage1, t_memorize, t_half_flipped, t2. `above` is the fraction of flipped samples at
+    loss > log 2 and `acc_noisy` the fraction fitted; NaN (no flipped sample) compares False,
+    so those markers then never happen."""
+    clean_fitted = jnp.all(fitted_N | flipped_N)
+    fitted_once = (times["t1"] != NEVER) | clean_fitted  # at or after t1
+    return {
+        "t1": clean_fitted,
+        "t_stage1": clean_fitted & (above >= STAGE_ONE_FRACTION),
+        "t_memorize": (times["t_stage1"] != NEVER) & (above < STAGE_ONE_FRACTION),
+        "t_half_flipped": fitted_once & (acc_noisy >= 0.5),
+        "t2": jnp.all(fitted_N),
+    }
+
+
 def hits(
     stages: Stages,
     values: dict[str, jax.Array],
@@ -165,20 +187,14 @@ def hits(
 ) -> dict[str, jax.Array]:
     """Whether each marker's condition holds on this state (module docstring)."""
     fitted_N = (z_N > 0) | ~train.mask
-    clean_fitted = jnp.all(fitted_N | train.flipped)
-    # NaN (no flipped or no clean sample) compares False: those markers then never happen.
-    above = values["frac_noisy_above_log2"]
-    fitted_once = (stages.times["t1"] != NEVER) | clean_fitted  # at or after t1
+    above, acc_noisy = values["frac_noisy_above_log2"], values["train_acc_noisy"]
     no = jnp.bool_(False)
+    # NaN (no clean or no flipped sample) compares False: those markers then never happen.
     return {
-        "t1": clean_fitted,
-        "t_stage1": clean_fitted & (above >= STAGE_ONE_FRACTION),
-        "t_memorize": (stages.times["t_stage1"] != NEVER) & (above < STAGE_ONE_FRACTION),
+        **fit_hits(stages.times, fitted_N, train.flipped, above, acc_noisy),
         "t_clean": values["train_loss_clean"] < cfg.clean_loss_level,
         "t_overtake": values["rho_bar_noisy"] > values["gamma_max"],
         "t_cross_flipped": parts.noise_flipped > parts.signal if parts is not None else no,
-        "t_half_flipped": fitted_once & (values["train_acc_noisy"] >= 0.5),
-        "t2": jnp.all(fitted_N),
         "t_cross": parts.noise > parts.signal if parts is not None else no,
     }
 
@@ -201,8 +217,7 @@ def observe(
     step is taken.
     """
     t = state.step
-    n_test = jnp.sum(test.mask).astype(z_N.dtype)
-    test_err = {name: wrong[name].astype(z_N.dtype) / n_test for name in TEST_ERRORS}
+    test_err = error_rates(wrong, test)
     gamma_JM, rho_bar_JMN, _ = state.decomposition(geom, train)
     values = probe(gamma_JM, rho_bar_JMN, z_N, train, test_err)
     new = {
@@ -240,6 +255,5 @@ def summary(stages: Stages, train: AnyBatch, test: AnyBatch, cfg: Config) -> dic
     # is counted up to the final state (t_memorize = NEVER says it was censored).
     closes = jnp.where(end == NEVER, cfg.steps + 1, end)
     out["stage_one_length"] = jnp.where(start == NEVER, 0, closes - start).astype(jnp.int32)
-    n_test = jnp.sum(test.mask).astype(train.y.dtype)
-    out["best_test_err"] = stages.best_wrong.astype(train.y.dtype) / n_test
+    out["best_test_err"] = error_rates({"test_err": stages.best_wrong}, test)["test_err"]
     return out

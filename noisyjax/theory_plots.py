@@ -25,40 +25,6 @@ def band(ax, x: np.ndarray, da: xr.DataArray, label: str, color: str, ls: str = 
     ax.fill_between(x, low, high, color=color, alpha=0.2, lw=0)
 
 
-def paper_layout(
-    runs: dict[str, xr.Dataset], lines: dict[str, dict[str, float]], path: Path, title: str
-) -> Path:
-    """Columns: one per setting; rows: coefficients, accuracies. Seeds: mean and min-max band."""
-    fig = Figure(figsize=(5.0 * len(runs), 6.8), layout="constrained")
-    axes = fig.subplots(2, len(runs), sharex=True, squeeze=False)
-    for col, (name, run) in enumerate(runs.items()):
-        top, bottom = axes[0, col], axes[1, col]
-        x = run["step"].values
-        band(top, x, run["gamma_max"], r"$\max_{j,r}\gamma_{j,r}$", "C0")
-        band(top, x, run["rho_bar_clean"], r"$\bar\rho$ clean (mean of $\max_r$)", "C2")
-        band(top, x, run["rho_bar_noisy"], r"$\bar\rho$ flipped (mean of $\max_r$)", "C3")
-        band(bottom, x, run["train_acc_clean"], "train clean", "C2")
-        band(bottom, x, run["train_acc_noisy"], "train flipped (observed labels)", "C3")
-        band(bottom, x, 1 - run["test_err"], "test (true labels)", "C0", ":")
-        bottom.set_ylim(-0.03, 1.03)
-        bottom.set_xlabel("step")
-        top.set_title(name, fontsize=10)
-        for (label, t), ls in zip(lines.get(name, {}).items(), ("--", "-.", ":"), strict=False):
-            if np.isfinite(t):
-                for ax in (top, bottom):
-                    ax.axvline(t, color="gray", ls=ls, lw=1)
-                top.annotate(
-                    label, (t, 0.97), xycoords=("data", "axes fraction"), fontsize=8, va="top"
-                )
-    axes[0, 0].set_ylabel("coefficient")
-    axes[1, 0].set_ylabel("accuracy")
-    axes[0, 0].legend(fontsize=8, loc="center right")
-    axes[1, 0].legend(fontsize=8, loc="lower right")
-    fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=120)
-    return path
-
-
 # The markers drawn on the story figure, with their colours (docs/stages.md).
 STORY_MARKERS = {
     "t_stage1": "tab:green",

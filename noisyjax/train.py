@@ -40,8 +40,8 @@ Metrics = dict[str, jax.Array]
 class TrainState(NamedTuple):
     """The scan carry: weights, optimizer state and the exact decomposition coefficients.
 
-    Inside the loop of a gram or wishart run with fixed labels gamma and rho are not carried
-    (None): they are read off the coefficients C (`noisyjax.decomposition.from_coordinates`). The
+    Inside the loop of a gram or wishart run gamma and rho are not carried (None): they are
+    read off the coefficients C (`noisyjax.decomposition.from_coordinates`). The
     state `fit` returns always has them.
     """
 

@@ -12,7 +12,7 @@ import xarray as xr
 import noisyjax as nj
 from noisyjax import predictions, theory_plots
 from noisyjax.grid import Axis, Sweep
-from sweeps.presets import preset
+from sweeps.presets import RUN_DIMS, preset
 
 N, D, N_SNR2, TAU = 200, 300, 16.0, 0.3
 
@@ -58,7 +58,7 @@ def story_summary(noisy: xr.Dataset, control: xr.Dataset) -> dict:
 def settings(ds: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
     """The noisy setting (largest tau) and the control (tau = 0), other axes at their first
     value; a sweep without a control compares with nothing (the control is then None)."""
-    others = {d: 0 for d in ds.dims if d not in ("tau", "seed", "step", "sample")}
+    others = {d: 0 for d in ds.dims if d not in ("tau",) + RUN_DIMS}
     ds = ds.isel(others)
     taus = np.asarray(ds["tau"].values, float)
     noisy = ds.isel(tau=int(np.argmax(taus)))

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from noisyjax.metrics import LOG2, masked_mean
-from noisyjax.stages import NEVER, STAGE_ONE_FRACTION, TRANSITIONS
+from noisyjax.stages import NEVER, TRANSITIONS, fit_hits
 
 PROBES = ("train_acc_noisy", "frac_noisy_above_log2", "frac_clean_below_log2", "loss_auroc")
 TRACKED = ("t1", "t_stage1", "t_memorize", "t_half_flipped", "t2", "t_best")
@@ -61,16 +61,10 @@ def observe(
     """Update the transitions with the state at the end of epoch `snap.epoch` (margins z_N
     w.r.t. the observed labels; `metrics` holds this epoch's PROBES)."""
     fitted_N = z_N > 0
-    clean_fitted = jnp.all(fitted_N | snap.flipped)
-    above = metrics["frac_noisy_above_log2"]  # NaN without flipped samples: compares False
-    hits = {
-        "t1": clean_fitted,
-        "t_stage1": clean_fitted & (above >= STAGE_ONE_FRACTION),
-        "t_memorize": (stages.times["t_stage1"] != NEVER) & (above < STAGE_ONE_FRACTION),
-        "t_half_flipped": ((stages.times["t1"] != NEVER) | clean_fitted)
-        & (masked_mean(fitted_N.astype(z_N.dtype), snap.flipped) >= 0.5),
-        "t2": jnp.all(fitted_N),
-    }
+    acc_noisy = masked_mean(fitted_N.astype(z_N.dtype), snap.flipped)
+    hits = fit_hits(
+        stages.times, fitted_N, snap.flipped, metrics["frac_noisy_above_log2"], acc_noisy
+    )
     new = {name: (stages.times[name] == NEVER) & hit for name, hit in hits.items()}
     new["t_best"] = test_err < stages.best_test_err
 
