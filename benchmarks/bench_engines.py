@@ -16,7 +16,7 @@ Parts (all by default):
   scale    1,024 runs of the paper setting for 3,000 steps on the wishart engine, wall time
            including compilation.
   devices  one JAX device against one device per CPU core (what `python -m sweeps.grid` uses
-           on a CPU; `noisyjax.distributed.use_cpu_cores`): the same dense and wishart runs in
+           on a CPU; `noisyjax.sweep.distributed.use_cpu_cores`): the same dense and wishart runs in
            two fresh interpreters each (the device count is fixed when JAX starts).
 
 GFLOP counts are a model of the main contractions, not a hardware counter:
@@ -51,9 +51,12 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import noisyjax as nj  # noqa: E402
-from noisyjax.distributed import use_cpu_cores  # noqa: E402
-from noisyjax.grid import Axis  # noqa: E402
-from noisyjax.sweep import Timing, run_chunks  # noqa: E402
+from noisyjax.sweep import (  # noqa: E402
+    Axis,  # noqa: E402
+    Timing,
+    run_chunks,
+)
+from noisyjax.sweep.distributed import use_cpu_cores  # noqa: E402
 
 ENGINES = ("dense", "gram", "wishart")
 HP = nj.HParams(eta=0.05, mu_norm=7.0, sigma_p=1.0, sigma_0=0.001, tau_plus=0.2, tau_minus=0.2)

@@ -51,8 +51,11 @@ import numpy as np  # noqa: E402
 
 import noisyjax as nj  # noqa: E402
 from noisyjax.config import HPARAM_FIELDS  # noqa: E402
-from noisyjax.grid import Axis  # noqa: E402
-from noisyjax.sweep import Timing, run_chunks  # noqa: E402
+from noisyjax.sweep import (  # noqa: E402
+    Axis,  # noqa: E402
+    Timing,
+    run_chunks,
+)
 
 
 @dataclasses.dataclass(frozen=True)

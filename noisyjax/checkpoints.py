@@ -1,11 +1,8 @@
-"""Orbax checkpoints of every run's state at each stage transition.
+"""Reading a synthetic sweep back: one run's settings, data and stage snapshots.
 
-A sweep directory holds `stages/`, an Orbax `CheckpointManager` directory with one checkpoint per
-chunk, numbered by the chunk's first run index. Each holds one item per snapshot stage (t1, t2,
-t_best, t_cross, final): a `Snapshot` of arrays with a leading run axis; and a JSON item `meta`
-with the chunk's run indices, their grid coordinates and stage times. Saving is asynchronous;
-`close` waits for every write. Orbax renames a checkpoint into place only when it is complete, so
-an interrupted write is never read as a checkpoint.
+The snapshots live in the sweep's chunk store (`noisyjax.sweep.store`: `stages/`, one Orbax
+checkpoint per chunk with one item per snapshot stage, each a `Snapshot` of arrays with a leading
+run axis); every item read is checked against the checksum stored with it.
 """
 
 from __future__ import annotations
@@ -15,80 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orbax.checkpoint as ocp
 import xarray as xr
 
 from noisyjax.config import STAGE_NAMES, Config, ConfigError, HParams, Sizes
 from noisyjax.data import Batch
 from noisyjax.stages import Snapshot
-
-STAGES_DIR = "stages"
-
-
-def manager(out: Path, *, read_only: bool = False) -> ocp.CheckpointManager:
-    directory = (out / STAGES_DIR).absolute()
-    if not read_only:
-        directory.mkdir(parents=True, exist_ok=True)
-    options = ocp.CheckpointManagerOptions(
-        enable_async_checkpointing=not read_only,
-        create=False,
-        read_only=read_only,
-        cleanup_tmp_directories=not read_only,  # checkpoints cut off mid-write
-        # Only process 0 writes; the others never touch the directory.
-        multiprocessing_options=ocp.options.MultiprocessingOptions(
-            primary_host=0, active_processes={0}
-        ),
-    )
-    return ocp.CheckpointManager(directory, options=options, item_names=STAGE_NAMES + ("meta",))
-
-
-def save_chunk(
-    mngr: ocp.CheckpointManager,
-    runs_C: np.ndarray,
-    snapshots: dict[str, Snapshot],
-    meta: dict[str, Any],
-) -> None:
-    """Queue one chunk's snapshots (asynchronous)."""
-    items = {name: ocp.args.StandardSave(dict(snap._asdict())) for name, snap in snapshots.items()}
-    items["meta"] = ocp.args.JsonSave({"runs": [int(r) for r in runs_C], **meta})
-    mngr.save(int(runs_C[0]), args=ocp.args.Composite(**items), force=True)
-
-
-def saved_runs(mngr: ocp.CheckpointManager, *, verify: bool = False) -> dict[int, list[int]]:
-    """Finished checkpoints: first run index -> the chunk's run indices.
-
-    With `verify`, every item is read back and a checkpoint that fails is left out.
-    """
-    out = {}
-    for step in mngr.all_steps():
-        try:
-            items = {"meta": ocp.args.JsonRestore()}
-            if verify:
-                present = [p.name for p in (mngr.directory / str(step)).iterdir()]
-                items |= {n: ocp.args.StandardRestore() for n in STAGE_NAMES if n in present}
-            restored = mngr.restore(step, args=ocp.args.Composite(**items))
-            out[step] = list(restored["meta"]["runs"])
-        except Exception:  # noqa: BLE001  any unreadable checkpoint is redone, whatever failed
-            continue
-    return out
-
-
-def run_index(ds: xr.Dataset, coords: dict[str, Any]) -> xr.DataArray:
-    """Flat run indices over the sweep's dimensions, selected by coordinates."""
-    dims = [d for d in ds["flip_rate_realized"].dims]
-    shape = [ds.sizes[d] for d in dims]
-    index = xr.DataArray(
-        np.arange(int(np.prod(shape))).reshape(shape), dims=dims, coords={d: ds[d] for d in dims}
-    )
-    unknown = set(coords) - set(dims)
-    if unknown:
-        raise ConfigError(
-            f"coordinate {sorted(unknown)[0]!r} is invalid: allowed " + ", ".join(dims)
-        )
-    try:
-        return index.sel(coords)
-    except KeyError as err:
-        raise ConfigError(f"coordinates {coords} are invalid: no such grid cell ({err})") from None
+from noisyjax.sweep import store
+from noisyjax.sweep.store import SweepDirError, load_sweep, run_index, sweep_of
 
 
 def load_stage(sweep_dir: str | Path, stage: str, **coords: Any) -> Snapshot:
@@ -105,8 +35,6 @@ def load_stage(sweep_dir: str | Path, stage: str, **coords: Any) -> Snapshot:
     happened, in which case the arrays hold the initial state). Runs of different m cannot be
     stacked: select one m.
     """
-    from noisyjax.results import SweepDirError, load_sweep
-
     if stage not in STAGE_NAMES:
         raise ConfigError(f"stage={stage!r} is invalid: allowed one of " + ", ".join(STAGE_NAMES))
     sweep_dir = Path(sweep_dir)
@@ -122,25 +50,7 @@ def load_stage(sweep_dir: str | Path, stage: str, **coords: Any) -> Snapshot:
             "allowed a selection with one m (select m=...)"
         )
     wanted_set = set(wanted.tolist())
-    mngr = manager(sweep_dir, read_only=True)
-    found: dict[int, dict[str, np.ndarray]] = {}
-    try:
-        for step, runs in saved_runs(mngr).items():
-            position = {r: i for i, r in enumerate(runs) if r in wanted_set}
-            if not position:
-                continue
-            restored = mngr.restore(
-                step, args=ocp.args.Composite(**{stage: ocp.args.StandardRestore()})
-            )
-            for r, i in position.items():
-                found[r] = {k: np.asarray(v)[i] for k, v in restored[stage].items()}
-    except Exception as err:  # noqa: BLE001  whatever Orbax raises on a damaged checkpoint
-        raise SweepDirError(
-            f"sweep {str(sweep_dir)!r}: stage checkpoint unreadable "
-            f"({type(err).__name__}): rerun the sweep with --resume"
-        ) from None
-    finally:
-        mngr.close()
+    found = store.read_snapshots(sweep_dir, stage, wanted_set, STAGE_NAMES)
     missing = sorted(wanted_set - set(found))
     if missing:
         raise SweepDirError(
@@ -163,25 +73,21 @@ def load_stage(sweep_dir: str | Path, stage: str, **coords: Any) -> Snapshot:
 def run_engine(ds: xr.Dataset, m: int, sweep_dir: str | Path | None = None) -> str:
     """The engine that ran the bucket of m: as recorded in the sweep's plan, else resolved again
     (engine "auto" is resolved per bucket, see `noisyjax.sweep.plan`)."""
-    from noisyjax.sweep import resolve_engine
+    from noisyjax.synthetic.experiment import resolve_engine
 
     config = Path(sweep_dir) / "config.json" if sweep_dir is not None else None
     recorded = json.loads(config.read_text()) if config and config.is_file() else {}
     for bucket in recorded.get("plan", {}).get("buckets", []):
         if bucket.get("m") == m and "engine" in bucket:
             return bucket["engine"]
-    cfg_dict = json.loads(ds.attrs["sweep"])["cfg"]
     in_bucket = ds["m"].values.ravel() == m
     n_all, d_all = ds["n"].values.ravel()[in_bucket], ds["d"].values.ravel()[in_bucket]
-    cfg_dict["snapshot_stages"] = tuple(cfg_dict["snapshot_stages"])
-    cfg = Config(**cfg_dict).replace(m=m, n=int(n_all.max()), d=int(d_all.max()))
+    cfg = sweep_of(ds).cfg.replace(m=m, n=int(n_all.max()), d=int(d_all.max()))
     return resolve_engine(cfg, int(d_all.min())).step_engine
 
 
 def run_settings(sweep_dir: str | Path, **coords: Any) -> tuple[Config, HParams, int]:
     """The unpadded static config, hyperparameters and seed of one run of a sweep."""
-    from noisyjax.results import load_sweep
-
     ds = load_sweep(sweep_dir)
     selection = run_index(ds, coords)
     if selection.size != 1:
@@ -190,9 +96,7 @@ def run_settings(sweep_dir: str | Path, **coords: Any) -> tuple[Config, HParams,
             "allowed exactly one (give every sweep dimension)"
         )
     run = ds.sel({d: selection[d].values for d in selection.coords if d in ds.dims})
-    cfg_dict = json.loads(ds.attrs["sweep"])["cfg"]
-    cfg_dict["snapshot_stages"] = tuple(cfg_dict["snapshot_stages"])
-    cfg = Config(**cfg_dict).replace(n=int(run["n"]), d=int(run["d"]), m=int(run["m"]))
+    cfg = sweep_of(ds).cfg.replace(n=int(run["n"]), d=int(run["d"]), m=int(run["m"]))
     hp = HParams(**{f: float(run[f]) for f in HParams.__dataclass_fields__})
     return cfg, hp, int(run["seed"])
 
@@ -209,7 +113,6 @@ def load_run(sweep_dir: str | Path, **coords: Any):
     """(initial params, train, test, validation set or None, config, hparams) of one run."""
     import jax
 
-    from noisyjax.results import load_sweep
     from noisyjax.train import sample_run
 
     cfg, hp, seed = run_settings(sweep_dir, **coords)

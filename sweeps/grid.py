@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from noisyjax.config import ENGINES, ConfigError, fail
-from noisyjax.grid import Sweep, parse_axis
-from noisyjax.results import SweepDirError
-from sweeps.overrides import apply_sets, parse_heatmap, parse_size
+from noisyjax.sweep import Sweep, SweepDirError, parse_axis
+from sweeps.overrides import apply_sets, check_heatmap_vars, parse_heatmap, parse_size
 
 EXIT_USAGE = 2
 
@@ -141,39 +140,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def resolve(args: argparse.Namespace) -> tuple[Sweep, object]:
-    """The sweep and figure function the arguments describe (validated)."""
-    from sweeps.presets import DEFAULT, PRESETS
+def resolve(args: argparse.Namespace) -> tuple[Sweep, object, list[str]]:
+    """The sweep, figure function and heatmap variables the arguments describe (validated)."""
+    from sweeps.presets import DEFAULT, PRESETS, on_preset_axes, with_heatmaps
 
     name = args.preset or DEFAULT
     if name not in PRESETS:
         fail("--preset", name, "one of " + ", ".join(sorted(PRESETS)))
     sweep, figures = PRESETS[name]()
-    if sweep.to_dict().get("kind") == "real":
-        from sweeps.real_overrides import resolve_real  # real-image presets (docs/real-data.md)
-
-        return resolve_real(sweep, figures, args)
-    from sweeps.presets import on_preset_axes
-
     figures = on_preset_axes(figures, tuple(a.name for a in sweep.axes))
     for spec in args.axis:
-        sweep = sweep.with_axis(parse_axis(spec))
-    sweep = apply_sets(sweep, args.set)
+        sweep = sweep.with_axis(parse_axis(spec, sweep.experiment))
+    sets = list(args.set)
     if args.engine:
-        sweep = dataclasses.replace(sweep, cfg=sweep.cfg.replace(engine=args.engine))
+        if "engine" not in {f.name for f in dataclasses.fields(sweep.cfg)}:
+            fail("--engine", args.engine, f"nothing with {name!r}: its runs have one engine")
+        sets.append(f"engine={args.engine}")
+    sweep = apply_sets(sweep, sets)
     if args.seeds is not None:
         sweep = dataclasses.replace(sweep, seeds=args.seeds)
-    if args.heatmap:  # after the axes: a heatmap may use an axis added on the command line
-        from sweeps.presets import with_heatmaps
-
-        figures = with_heatmaps(figures, [parse_heatmap(spec, sweep) for spec in args.heatmap])
-    return sweep, figures
+    # After the axes: a heatmap may use an axis added on the command line.
+    heatmaps = [parse_heatmap(spec, sweep) for spec in args.heatmap]
+    if heatmaps:
+        figures = with_heatmaps(figures, heatmaps)
+    return sweep, figures, [var for var, _, _ in heatmaps]
 
 
 def main(argv: list[str] | None = None, *, cpu_cores_as_devices: bool = False) -> int:
     """The CLI. `cpu_cores_as_devices` (set when run as a program, not when called from Python
     code, where changing JAX's device count would leak into the caller) makes every CPU core a
-    JAX device before JAX starts (`noisyjax.distributed.use_cpu_cores`)."""
+    JAX device before JAX starts (`noisyjax.sweep.distributed.use_cpu_cores`)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -203,8 +199,15 @@ def main(argv: list[str] | None = None, *, cpu_cores_as_devices: bool = False) -
             if value is not None and value < 1:
                 fail(flag, value, "an integer >= 1")
         max_memory = parse_size(args.max_memory) if args.max_memory is not None else None
-        sweep, figures = resolve(args)
-        return execute(args, sweep, figures, max_memory, cpu_cores_as_devices=cpu_cores_as_devices)
+        sweep, figures, heatmap_vars = resolve(args)
+        return execute(
+            args,
+            sweep,
+            figures,
+            max_memory,
+            heatmap_vars=heatmap_vars,
+            cpu_cores_as_devices=cpu_cores_as_devices,
+        )
     except (UsageError, ConfigError, SweepDirError) as err:
         print(f"sweeps.grid: error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -216,13 +219,15 @@ def execute(
     figures,
     max_memory: int | None,
     *,
+    heatmap_vars: list[str] = (),
     cpu_cores_as_devices: bool = False,
 ) -> int:
     import jax
 
-    from noisyjax import distributed
-    from noisyjax.runner import check_out_dir, default_out, run_sweep
-    from noisyjax.sweep import plan
+    from noisyjax.sweep import distributed, plan
+    from noisyjax.sweep.execute import chunk_template
+    from noisyjax.sweep.runner import check_out_dir, default_out, numerics, run_sweep
+    from noisyjax.sweep.store import fingerprint
 
     # Before the first JAX operation; only CPU devices. Not with --distributed: the processes of
     # a cluster must plan the same chunks, so they keep JAX's default device count.
@@ -243,19 +248,13 @@ def execute(
     precision = args.matmul_precision or ("highest" if jax.default_backend() == "tpu" else None)
     if precision and precision != "default":
         jax.config.update("jax_default_matmul_precision", precision)
-    plan_fn, chunks = plan, {}
-    if sweep.to_dict().get("kind") == "real":  # real-image presets: their own plan and runs
-        from noisyjax.real.sweep import plan_real, run_real_chunks
-
-        plan_fn, chunks = plan_real, {"chunks": run_real_chunks}
-    plan_ = plan_fn(
+    plan_ = plan(
         sweep, max_memory=max_memory, chunk_runs=args.chunk_runs, vector_runs=args.vector_runs
     )
+    if heatmap_vars:  # the outputs of the planned program, traced (not compiled or run)
+        check_heatmap_vars(heatmap_vars, set(chunk_template(plan_, plan_.buckets[0])[0]))
     out = args.out if args.out is not None else default_out(sweep)
     if args.dry_run:
-        from noisyjax.results import fingerprint
-        from noisyjax.runner import numerics
-
         check_out_dir(out, resume=args.resume, print_=fingerprint(sweep, numerics(plan_)))
         print(
             json.dumps(
@@ -277,7 +276,6 @@ def execute(
             resume=args.resume,
             figures=figures,
             progress=not args.no_progress,
-            **chunks,
         )
     except SweepDirError as err:
         print(f"sweeps.grid: error: {err}", file=sys.stderr)

@@ -1,7 +1,8 @@
 """Parsing of the command line's values: --set overrides, --max-memory sizes, --heatmap specs.
 
-Each function checks its input and raises `noisyjax.ConfigError` with the project's one-line
-message (field, value, allowed values).
+They work on any experiment's sweep (`noisyjax.sweep.Experiment`): the fields come from its
+config and hyperparameter classes. Each function checks its input and raises
+`noisyjax.ConfigError` with the project's one-line message (field, value, allowed values).
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from noisyjax.config import HPARAM_FIELDS, Config, fail
-from noisyjax.grid import Sweep
+import numpy as np
 
-CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(Config))
+from noisyjax.config import fail
+from noisyjax.sweep import Sweep
 
 
 def parse_size(text: str) -> int:
@@ -23,21 +24,32 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * scale[match.group(2).lower()])
 
 
-def apply_sets(sweep: Sweep, sets: list[str]) -> Sweep:
-    """Apply --set FIELD=VALUE overrides to the static config or the hyperparameters.
-
-    A field that an axis sets (directly, or through the derived tau and n_snr2 axes) cannot also
-    be --set: the axis would silently win.
-    """
-    from noisyjax.grid import DERIVED_AXES
-
+def swept_fields(sweep: Sweep) -> set[str]:
+    """Fields an axis sets, directly or through a derived axis, and the derived axes whose
+    fields are swept."""
+    exp = sweep.experiment
     swept = {a.name for a in sweep.axes}
-    for derived, targets in DERIVED_AXES.items():
+    for derived, targets in exp.derived_axes.items():
         if derived in swept:
             swept |= set(targets)
-    swept |= {"tau"} if {"tau_plus", "tau_minus"} & swept else set()
+        elif set(targets) & swept:
+            swept.add(derived)
+    return swept
+
+
+def apply_sets(sweep: Sweep, sets: list[str]) -> Sweep:
+    """Apply --set FIELD=VALUE overrides to the static config or the hyperparameters; a derived
+    field (tau, n_snr2) sets what its axis would, from the other settings.
+
+    A field that an axis sets (directly, or through a derived axis) cannot also be --set: the
+    axis would silently win.
+    """
+    exp = sweep.experiment
+    config_fields = tuple(f.name for f in dataclasses.fields(sweep.cfg))
+    swept = swept_fields(sweep)
     cfg_changes: dict = {}
     hp_changes: dict = {}
+    derived: dict = {}
     for item in sets:
         field, sep, raw = item.partition("=")
         field, raw = field.strip(), raw.strip()
@@ -45,22 +57,27 @@ def apply_sets(sweep: Sweep, sets: list[str]) -> Sweep:
             fail("--set", item, "FIELD=VALUE")
         if field in swept:
             fail("--set", field, "a field that no axis sweeps (use --axis to change the axis)")
-        if field == "tau":
-            hp_changes["tau_plus"] = hp_changes["tau_minus"] = _number(field, raw)
-        elif field in HPARAM_FIELDS:
+        if field in exp.derived_axes:
+            derived[field] = _number(field, raw)
+        elif field in exp.hparam_fields:
             hp_changes[field] = _number(field, raw)
-        elif field in CONFIG_FIELDS:
-            cfg_changes[field] = _typed(field, raw, type(getattr(Config(), field)))
+        elif field in config_fields:
+            cfg_changes[field] = _typed(field, raw, type(getattr(sweep.cfg, field)))
         else:
             fail(
                 "--set",
                 field,
-                "a field of Config or HParams: "
-                + ", ".join(CONFIG_FIELDS + HPARAM_FIELDS + ("tau",)),
+                f"a field of {type(sweep.cfg).__name__} or {exp.hparams_type.__name__}: "
+                + ", ".join(config_fields + exp.hparam_fields + tuple(exp.derived_axes)),
             )
-    return dataclasses.replace(
-        sweep, cfg=sweep.cfg.replace(**cfg_changes), hp=sweep.hp.replace(**hp_changes)
-    )
+    cfg = sweep.cfg.replace(**cfg_changes)
+    hp = sweep.hp.replace(**hp_changes)
+    if derived:
+        columns = dataclasses.asdict(hp) | {k: getattr(cfg, k) for k in exp.shape_axes}
+        columns = {k: np.asarray([v]) for k, v in columns.items()}
+        values = exp.derive({k: np.asarray([v]) for k, v in derived.items()}, columns)
+        hp = hp.replace(**{k: float(v[0]) for k, v in values.items()})
+    return dataclasses.replace(sweep, cfg=cfg, hp=hp)
 
 
 def _number(field: str, raw: str) -> float:
@@ -71,7 +88,7 @@ def _number(field: str, raw: str) -> float:
 
 
 def _typed(field: str, raw: str, kind: type):
-    if kind is tuple:  # comma-separated names (snapshot_stages=t1,final): Config splits them
+    if kind is tuple:  # comma-separated (snapshot_stages=t1,final): the config splits them
         return raw
     if kind is bool:
         if raw.lower() not in ("true", "false", "1", "0"):
@@ -84,29 +101,10 @@ def _typed(field: str, raw: str, kind: type):
 
 
 def parse_heatmap(spec: str, sweep: Sweep) -> tuple[str, str, str]:
-    """'VAR' or 'VAR:X:Y' -> (variable, x axis, y axis), checked against the sweep's axes."""
-    from noisyjax.metrics import METRIC_NAMES
-    from noisyjax.stages import PROBES, TRANSITIONS
-
+    """'VAR' or 'VAR:X:Y' -> (variable, x axis, y axis), the axes checked against the sweep's
+    (the variable is checked against the planned outputs, `check_heatmap_vars`)."""
     names = [a.name for a in sweep.axes]
     var, *xy = spec.split(":")
-    known = set(METRIC_NAMES) | set(TRANSITIONS) | {f"{t}_{p}" for t in TRANSITIONS for p in PROBES}
-    known |= {
-        "stage_one_exists",
-        "best_test_err",
-        "tau_plus_realized",
-        "tau_minus_realized",
-        "flip_rate_realized",
-        "diverged",
-        "diverged_step",
-    }
-    known.discard("step")
-    if var not in known:
-        fail(
-            "--heatmap",
-            var,
-            "a metric, stage time or transition metric: " + ", ".join(sorted(known)),
-        )
     if not xy:
         xy = names[:2]
     if len(xy) != 2 or any(a not in names for a in xy) or xy[0] == xy[1]:
@@ -117,3 +115,15 @@ def parse_heatmap(spec: str, sweep: Sweep) -> tuple[str, str, str]:
             + (", ".join(names) or "(none: the sweep has fewer than two axes)"),
         )
     return var, xy[0], xy[1]
+
+
+def check_heatmap_vars(variables: list[str], outputs: set[str]) -> None:
+    """Every --heatmap variable must be a per-run output of the sweep (not a per-sample one)."""
+    known = sorted(k for k in outputs if not k.startswith("sample_"))
+    for var in variables:
+        if var not in known:
+            fail(
+                "--heatmap",
+                var,
+                "a metric, stage time or transition metric: " + ", ".join(known),
+            )

@@ -66,7 +66,7 @@ def test_tiny_preset_writes_results_config_and_figures(tiny_run):
     assert {
         "results.nc",
         "config.json",
-        "chunks",
+        "stages",
         "stage_phase.png",
         "trajectories.png",
         "final_test_error.png",
@@ -113,12 +113,18 @@ def test_resume_redoes_lost_and_corrupt_chunks_with_identical_results(tiny_run, 
     (out / "results.nc").unlink()
     for png in out.glob("*.png"):
         png.unlink()
-    chunks = sorted((out / "chunks").glob("*.npz"))
+    chunks = sorted(
+        (p for p in (out / "stages").iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
+    )
     assert len(chunks) == 2
-    chunks[0].write_bytes(b"garbage")
-    # ... and the second chunk's stage checkpoint lost: its results must be redone too.
-    second = int(chunks[1].name.split("-")[1])
-    shutil.rmtree(out / "stages" / str(second))
+    # One chunk's outputs corrupted (a flipped byte in every data file: caught by its
+    # checksum), the other chunk's store lost: both must be redone.
+    for path in (chunks[0] / "outputs").rglob("*"):
+        if path.is_file() and path.stat().st_size > 64 and "metadata" not in path.name:
+            data = bytearray(path.read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            path.write_bytes(bytes(data))
+    shutil.rmtree(chunks[1])
     result = cli(*TINY, "--out", str(out), "--resume")
     assert result.returncode == 0, result.stderr
     assert_identical(data_of(out), data_of(tiny_run))
@@ -265,7 +271,7 @@ def test_unsorted_axis_keeps_each_run_at_its_own_coordinates(tmp_path):
 
 
 def test_failing_figure_code_costs_the_figures_not_the_sweep(tmp_path, capsys):
-    from noisyjax.runner import draw_figures
+    from noisyjax.sweep.runner import draw_figures
 
     def broken(ds, out):
         raise TypeError("cannot draw this\nsecond line")

@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 
 import noisyjax as nj
-from noisyjax.grid import Axis
+from noisyjax.sweep import Axis
 from noisyjax.train import step_labels_and_weights
 from sweeps import grid
 from sweeps import neighbour_presets as nb

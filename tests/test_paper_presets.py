@@ -8,7 +8,7 @@ import pytest
 
 import noisyjax as nj
 from noisyjax import theory
-from noisyjax.grid import Axis, expand
+from noisyjax.sweep import Axis, expand
 from sweeps.presets import PRESETS
 
 PAPER = (

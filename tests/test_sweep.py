@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 import noisyjax as nj
-from noisyjax.grid import Axis, Sweep, expand, parse_axis
-from noisyjax.sweep import run_chunks
+from noisyjax.sweep import Axis, Sweep, expand, parse_axis, run_chunks
 
 CFG = nj.Config(n=16, d=40, m=3, steps=20, log_every=5, n_test=25)
 HP = nj.HParams(eta=0.5, mu_norm=3.0, sigma_0=0.05)

@@ -1,37 +1,28 @@
-"""Reading a real-image sweep back: its settings, its images and its stage checkpoints.
+"""Reading a real-image sweep back: its settings and its stage snapshots.
 
-The checkpoints are written by `noisyjax.runner.run_sweep` exactly as for synthetic sweeps
-(`stages/`, one Orbax checkpoint per chunk, one item per stage); an item here is a
-`RealSnapshot`: the network's variables, the epoch, and the run's flip mask.
+The snapshots are written by the sweep engine exactly as for synthetic sweeps (the chunk store of
+`noisyjax.sweep.store`); an item here is a `RealSnapshot`: the network's variables, the epoch,
+and the run's flip mask.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import jax
-import numpy as np
-import orbax.checkpoint as ocp
-
-from noisyjax import checkpoints
 from noisyjax.config import ConfigError
-from noisyjax.real.config import REAL_STAGES, RealConfig
+from noisyjax.real.config import RealConfig
 from noisyjax.real.stages import RealSnapshot
-from noisyjax.results import SweepDirError, load_sweep
+from noisyjax.sweep import store
+from noisyjax.sweep.store import SweepDirError, load_sweep
 
 
 def sweep_config(sweep_dir: str | Path) -> RealConfig:
     """The static config a real-image sweep directory was run with."""
-    ds = load_sweep(sweep_dir)
-    spec = json.loads(ds.attrs["sweep"])
-    if spec.get("kind") != "real":
+    cfg = store.sweep_of(load_sweep(sweep_dir)).cfg
+    if not isinstance(cfg, RealConfig):
         raise ConfigError(f"sweep_dir={str(sweep_dir)!r} is invalid: allowed a real-image sweep")
-    cfg = spec["cfg"]
-    for field in ("classes", "lr_milestones", "snapshot_stages"):
-        cfg[field] = tuple(cfg[field])
-    return RealConfig(**cfg)
+    return cfg
 
 
 def load_real_stage(sweep_dir: str | Path, stage: str, **coords: Any) -> RealSnapshot:
@@ -43,29 +34,18 @@ def load_real_stage(sweep_dir: str | Path, stage: str, **coords: Any) -> RealSna
         raise ConfigError(
             f"stage={stage!r} is invalid: allowed one of " + ", ".join(cfg.snapshot_stages)
         )
-    selection = checkpoints.run_index(load_sweep(sweep_dir), coords)
+    selection = store.run_index(load_sweep(sweep_dir), coords)
     if selection.size != 1:
         raise ConfigError(
             f"coordinates {coords} are invalid: they select {selection.size} runs, allowed "
             "exactly one (give every sweep dimension)"
         )
     run = int(selection.values)
-    mngr = checkpoints.manager(sweep_dir, read_only=True)
-    try:
-        for step, runs in checkpoints.saved_runs(mngr).items():
-            if run in runs:
-                restored = mngr.restore(
-                    step, args=ocp.args.Composite(**{stage: ocp.args.StandardRestore()})
-                )
-                i = runs.index(run)
-                item = jax.tree.map(lambda a, i=i: np.asarray(a)[i], restored[stage])
-                variables = {"params": {}, "batch_stats": {}} | dict(item["variables"])
-                return RealSnapshot(variables, item["epoch"], item["flipped"])
-    finally:
-        mngr.close()
-    raise SweepDirError(
-        f"sweep {str(sweep_dir)!r} has no {stage} snapshot for run {run}: rerun with --resume"
-    )
-
-
-assert set(REAL_STAGES) <= set(checkpoints.STAGE_NAMES)
+    found = store.read_snapshots(sweep_dir, stage, {run}, cfg.snapshot_stages)
+    if run not in found:
+        raise SweepDirError(
+            f"sweep {str(sweep_dir)!r} has no {stage} snapshot for run {run}: rerun with --resume"
+        )
+    item = found[run]
+    variables = {"params": {}, "batch_stats": {}} | dict(item["variables"])
+    return RealSnapshot(variables, item["epoch"], item["flipped"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 
@@ -72,6 +72,7 @@ class RealConfig:
     download: bool = True
     dtype: str = "float32"
     snapshot_stages: tuple[str, ...] = REAL_DEFAULT_SNAPSHOTS
+    EXPERIMENT: ClassVar[str] = "real"  # run by `noisyjax.real.experiment.EXPERIMENT`
 
     def __post_init__(self) -> None:
         check_choice("dataset", self.dataset, DATASETS)

@@ -4,8 +4,7 @@ Setting NOISYJAX_FAULT="POINT:K" makes the process kill itself, with no cleanup 
 time it reaches POINT (K defaults to 1). Unset, `reach` costs one dictionary lookup. Points:
   compile        before a bucket's program is compiled
   chunk          after a chunk has run, before anything of it is written
-  chunk-write    inside a chunk file's write, before its atomic rename
-  checkpoint     right after a chunk's Orbax checkpoint is queued (its write in flight)
+  checkpoint     right after a chunk's store is queued (its Orbax write in flight)
   results-write  inside results.nc's write, before its atomic rename
 """
 
@@ -15,7 +14,7 @@ import os
 import signal
 
 ENV = "NOISYJAX_FAULT"
-POINTS = ("compile", "chunk", "chunk-write", "checkpoint", "results-write")
+POINTS = ("compile", "chunk", "checkpoint", "results-write")
 _arrivals: dict[str, int] = {}
 
 

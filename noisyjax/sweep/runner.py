@@ -1,10 +1,8 @@
 """Run a sweep into its directory: check the output, run the missing chunks, label, plot.
 
-Layout of a sweep directory:
-  config.json   resolved sweep, plan, versions, devices, precision, timing, status
-  chunks/       one .npz per finished chunk (what --resume keeps)
-  results.nc    the labelled xarray Dataset (`noisyjax.load_sweep`)
-  *.png         the preset's figures
+The directory's layout is `noisyjax.sweep.store`'s. Any experiment runs here the same way: the
+plan says what to run, `run_chunks` runs it, each chunk is stored once, atomically, and the
+labelled results are written before any figure is drawn.
 """
 
 from __future__ import annotations
@@ -23,22 +21,11 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from noisyjax import checkpoints, distributed, faults
-from noisyjax.config import TRANSITION_NAMES
-from noisyjax.grid import Sweep
-from noisyjax.results import (
-    CHUNK_DIR,
-    CONFIG,
-    RESULTS,
-    SweepDirError,
-    fingerprint,
-    read_chunks,
-    to_dataset,
-    write_chunk,
-    write_dataset,
-    write_json,
-)
-from noisyjax.sweep import Plan, Timing, run_chunks
+from noisyjax.sweep import distributed, faults, store
+from noisyjax.sweep.execute import Timing, run_chunks
+from noisyjax.sweep.plan import Plan
+from noisyjax.sweep.spec import Sweep
+from noisyjax.sweep.store import CONFIG, RESULTS, SweepDirError, fingerprint, write_json
 
 Figures = Callable[[xr.Dataset, Path], list[Path]]
 PACKAGES = (
@@ -132,21 +119,18 @@ def run_sweep(
     resume: bool = False,
     figures: Figures | None = None,
     progress: bool = True,
-    chunks: Callable = run_chunks,
 ) -> xr.Dataset:
     """Run every chunk of `plan` that `out` does not hold yet, then write results and figures.
 
     In a multi-process run every process calls this; each runs its share of the chunks and
-    process 0 writes all files. `chunks(plan, todo, timing=...)` yields each chunk's (runs,
-    metrics, snapshots): the synthetic runner by default, `noisyjax.real.sweep.run_real_chunks`
-    for real-image sweeps.
+    process 0 writes all files.
     """
     sweep, table = plan.sweep, plan.table
     print_ = fingerprint(sweep, numerics(plan))
     lead = jax.process_index() == 0
     if lead:
         check_out_dir(out, resume=resume, print_=print_)
-        (out / CHUNK_DIR).mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
     header = {
         "fingerprint": print_,
         "sweep": sweep.to_dict(),
@@ -156,10 +140,13 @@ def run_sweep(
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     done = np.zeros(table.n_runs, bool)
-    mngr = checkpoints.manager(out) if lead else None
+    metrics: dict[str, np.ndarray] = {}
+    mngr = store.manager(out, sweep.experiment.stages) if lead else None
     if lead:
         if resume:
-            done, _ = consistent_chunks(out, print_, table.n_runs, mngr, verify=True)
+            for stray in out.glob(".*.tmp"):
+                stray.unlink()  # a write that was cut off: never read, removed
+            done, metrics = store.read_chunks(mngr, print_, table.n_runs, verify=True)
         write_json(out / CONFIG, header)
     done = distributed.broadcast(done)
     todo = np.flatnonzero(~done)
@@ -171,30 +158,36 @@ def run_sweep(
         disable=not (progress and lead),
         dynamic_ncols=True,
     ) as bar:
-        for runs_C, metrics, snapshots in distributed.share(plan, todo, chunks, timing):
+        for runs_C, chunk, snapshots in distributed.share(plan, todo, run_chunks, timing):
             if lead:
-                checkpoints.save_chunk(mngr, runs_C, snapshots, chunk_meta(plan, runs_C, metrics))
+                store.save_chunk(mngr, runs_C, chunk, snapshots, chunk_meta(plan, runs_C, chunk))
                 faults.reach("checkpoint")
-                write_chunk(out, runs_C, metrics, print_)
+                for k, v in chunk.items():
+                    if k not in metrics:
+                        metrics[k] = np.zeros((table.n_runs,) + v.shape[1:], v.dtype)
+                    metrics[k][runs_C] = v
+                done[runs_C] = True
             bar.update(len(runs_C))
     if not lead:
         return xr.Dataset()
-    mngr.wait_until_finished()  # every snapshot is on disk before results are declared
-    done, metrics = consistent_chunks(out, print_, table.n_runs, mngr)
+    mngr.wait_until_finished()  # every chunk is on disk before results are declared
+    stored = np.zeros(table.n_runs, bool)
+    for runs in store.saved_runs(mngr).values():
+        stored[runs] = True
     mngr.close()
-    if not done.all():
+    if not (done & stored).all():
         raise SweepDirError(
-            f"sweep {str(out)!r} is missing {int((~done).sum())} runs after "
+            f"sweep {str(out)!r} is missing {int((~(done & stored)).sum())} runs after "
             "running: rerun with --resume"
         )
     header.update(status="complete", timing={"compile_s": timing.compile_s, "run_s": timing.run_s})
-    ds = to_dataset(
+    ds = store.to_dataset(
         sweep,
         table,
         metrics,
         {"fingerprint": print_, "sweep": sweep.to_dict(), **header["environment"]},
     )
-    write_dataset(ds, out / RESULTS)
+    store.write_dataset(ds, out / RESULTS)
     write_json(out / CONFIG, header)  # results and status are final before any figure
     if figures is not None:
         drawn, skipped = draw_figures(figures, ds, out)
@@ -215,47 +208,20 @@ def draw_figures(figures: Figures, ds: xr.Dataset, out: Path) -> tuple[list[str]
         return [], reason
 
 
-def consistent_chunks(
-    out: Path, print_: str, n_runs: int, mngr, *, verify: bool = False
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Runs whose chunk file and stage checkpoint are both complete, and their metrics; the
-    rest is removed.
-
-    A chunk file without its checkpoint (or the reverse, or a corrupt file) is redone, never
-    trusted, so a sweep killed at any point resumes to the same results and checkpoints. With
-    `verify` (on resume) every checkpoint is read back in full.
-    """
-    for stray in [*out.glob(".*.tmp"), *(out / CHUNK_DIR).glob(".*.tmp")]:
-        stray.unlink()  # a write that was cut off: never read, removed
-    files, metrics, bad = read_chunks(out, print_, n_runs)
-    for path in bad:
-        path.unlink()
-    done = np.zeros(n_runs, bool)
-    for runs in files.values():
-        done[runs] = True
-    saved = checkpoints.saved_runs(mngr, verify=verify)
-    for step in set(mngr.all_steps()) - set(saved):
-        mngr.delete(step)  # unreadable
-    covered = np.zeros(n_runs, bool)
-    for step, runs in saved.items():
-        if done[runs].all():
-            covered[runs] = True
-        else:
-            mngr.delete(step)
-    for path, runs in files.items():
-        if not covered[runs].all():
-            path.unlink()
-    return done & covered, metrics
-
-
 def chunk_meta(plan: Plan, runs_C: np.ndarray, metrics: dict[str, np.ndarray]) -> dict:
-    """Grid coordinates and stage times of a chunk's runs, stored beside its snapshots."""
+    """The sweep's fingerprint, and the grid coordinates and stage times of a chunk's runs,
+    stored in its meta item."""
     sweep, table = plan.sweep, plan.table
     cells = np.unravel_index(runs_C, sweep.shape)
     coords = {axis.name: [axis.values[i] for i in cells[k]] for k, axis in enumerate(sweep.axes)}
     coords["seed"] = [int(table.seed[r]) for r in runs_C]
-    times = {t: [int(v) for v in metrics[t]] for t in TRANSITION_NAMES}
-    return {"coords": coords, "stage_times": times}
+    names = [t for t in sweep.experiment.stages if t in metrics]
+    times = {t: [int(v) for v in metrics[t]] for t in names}
+    return {
+        "fingerprint": fingerprint(sweep, numerics(plan)),
+        "coords": coords,
+        "stage_times": times,
+    }
 
 
 def default_out(sweep: Sweep, root: Path = Path("checkpoints")) -> Path:

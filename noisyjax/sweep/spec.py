@@ -1,11 +1,15 @@
-"""Grid specification: named axes over hyperparameters, shapes and seeds, flattened into runs.
+"""Grid specification: named axes over an experiment's fields and seeds, flattened into runs.
 
-A `Sweep` is a base `Config`, a base `HParams`, a tuple of `Axis` and a seed count. `expand`
-turns it into a `RunTable`: one row per run, with the run's grid coordinates, its seed, every
-hyperparameter and its shape (n, d, m). A run's key is `jax.random.key(seed)` and nothing else,
-so its result depends only on its seed and its own settings; runs that share a seed share their
-data draw across grid cells (common random numbers), which makes cell-to-cell differences less
-noisy.
+A `Sweep` is a base config, base hyperparameters, a tuple of `Axis` and a seed count; its config's
+class names the experiment that runs it (`noisyjax.sweep.experiment`). `expand` turns it into a
+`RunTable`: one row per run, with the run's seed, every hyperparameter and its shape fields. A
+run's key is `jax.random.key(seed)` and nothing else, so its result depends only on its seed and
+its own settings; runs that share a seed share their draws across grid cells (common random
+numbers), which makes cell-to-cell differences less noisy.
+
+Every value is checked where it is defined: the expansion builds each distinct
+hyperparameter value and each distinct shape combination through the config and
+hyperparameter dataclasses, whose constructors hold the rules.
 """
 
 from __future__ import annotations
@@ -17,27 +21,21 @@ from typing import Any
 
 import numpy as np
 
-from noisyjax.config import HPARAM_FIELDS, HPARAM_RANGES, Config, HParams, fail, hparam_allowed
+from noisyjax.config import ConfigError, fail
+from noisyjax.sweep.experiment import DEFAULT, Experiment, config_from_dict, get, of_config
 
-SHAPE_AXES = ("n", "d", "m")
-# Derived axes: "tau" sets tau_plus = tau_minus; "n_snr2" sets mu_norm so that
-# n SNR^2 = n ||mu||^2 / (sigma_p^2 d) takes the given value (docs/science.md section 2).
-DERIVED_AXES = {"tau": ("tau_plus", "tau_minus"), "n_snr2": ("mu_norm",)}
-AXIS_NAMES = HPARAM_FIELDS + SHAPE_AXES + tuple(DERIVED_AXES)
 MAX_VALUES = 100_000  # values per axis
 SPEC_HELP = "a list 'a,b,c', 'lin:START:STOP:NUM', 'log:START:STOP:NUM' or 'range:START:STOP:STEP'"
 
 
 @dataclasses.dataclass(frozen=True)
 class Axis:
-    """One swept field and its values, in grid order."""
+    """One swept field and its values, in grid order (the sweep checks the name)."""
 
     name: str
     values: tuple[float | int, ...]
 
     def __post_init__(self) -> None:
-        if self.name not in AXIS_NAMES:
-            fail("axis", self.name, "one of " + ", ".join(AXIS_NAMES))
         if not self.values:
             fail(f"axis {self.name}", self.values, "at least one value")
         if len(set(self.values)) != len(self.values):
@@ -45,13 +43,10 @@ class Axis:
         for v in self.values:
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
                 fail(f"axis {self.name}", v, "finite numbers")
-            if self.name in SHAPE_AXES and (int(v) != v or v < 1):
-                fail(f"axis {self.name}", v, "integers >= 1")
 
 
-def parse_values(name: str, spec: str) -> tuple[float | int, ...]:
+def parse_values(name: str, spec: str, *, integer: bool = False) -> tuple[float | int, ...]:
     """Parse an axis value spec (see SPEC_HELP) into a tuple of numbers."""
-    integer = name in SHAPE_AXES
     convert = int if integer else float
     try:
         if ":" in spec:
@@ -86,15 +81,16 @@ def parse_values(name: str, spec: str) -> tuple[float | int, ...]:
     return out
 
 
-def parse_axis(text: str) -> Axis:
-    """Parse 'field=spec' (the CLI's --axis)."""
+def parse_axis(text: str, experiment: Experiment | str = DEFAULT) -> Axis:
+    """Parse 'field=spec' (the CLI's --axis) for an experiment (default: the synthetic one)."""
+    exp = get(experiment) if isinstance(experiment, str) else experiment
     name, sep, spec = text.partition("=")
     if not sep or not spec:
         fail("axis", text, "'field=spec' with spec " + SPEC_HELP)
     name = name.strip()
-    if name not in AXIS_NAMES:
-        fail("axis", name, "one of " + ", ".join(AXIS_NAMES))
-    return Axis(name, parse_values(name, spec.strip()))
+    if name not in exp.axis_names:
+        fail("axis", name, "one of " + ", ".join(exp.axis_names))
+    return Axis(name, parse_values(name, spec.strip(), integer=name in exp.shape_axes))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,21 +98,33 @@ class Sweep:
     """A named grid: base settings, swept axes (outermost first) and seeds 0..seeds-1."""
 
     name: str
-    cfg: Config
-    hp: HParams
+    cfg: Any
+    hp: Any
     axes: tuple[Axis, ...] = ()
     seeds: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
             fail("seeds", self.seeds, "an integer >= 1")
+        exp = self.experiment
+        if not isinstance(self.hp, exp.hparams_type):
+            fail("hp", type(self.hp).__name__, f"a {exp.hparams_type.__name__} for {exp.name}")
         names = [a.name for a in self.axes]
+        for axis in self.axes:
+            if axis.name not in exp.axis_names:
+                fail("axis", axis.name, "one of " + ", ".join(exp.axis_names))
+            if axis.name in exp.shape_axes and any(int(v) != v or v < 1 for v in axis.values):
+                fail(f"axis {axis.name}", axis.values, "integers >= 1")
         if len(set(names)) != len(names):
             fail("axes", names, "each field at most once")
-        for derived, targets in DERIVED_AXES.items():
+        for derived, targets in exp.derived_axes.items():
             clash = set(targets) & set(names)
             if derived in names and clash:
                 fail(f"axis {derived}", f"with {sorted(clash)[0]}", "one of the two, not both")
+
+    @property
+    def experiment(self) -> Experiment:
+        return of_config(self.cfg)
 
     @property
     def dims(self) -> tuple[str, ...]:
@@ -141,7 +149,9 @@ class Sweep:
         return dataclasses.replace(self, axes=tuple(axes))
 
     def to_dict(self) -> dict[str, Any]:
+        kind = self.experiment.name
         return {
+            **({"kind": kind} if kind != DEFAULT else {}),
             "name": self.name,
             "cfg": dataclasses.asdict(self.cfg),
             "hp": dataclasses.asdict(self.hp),
@@ -149,14 +159,26 @@ class Sweep:
             "seeds": self.seeds,
         }
 
+    @classmethod
+    def from_dict(cls, spec: dict[str, Any]) -> Sweep:
+        """The sweep `to_dict` wrote (config.json's "sweep", results.nc's attribute)."""
+        exp = get(spec.get("kind", DEFAULT))
+        return cls(
+            spec["name"],
+            config_from_dict(exp.config_type, spec["cfg"]),
+            exp.hparams_type(**spec["hp"]),
+            tuple(Axis(k, tuple(v)) for k, v in spec["axes"].items()),
+            spec["seeds"],
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class RunTable:
     """The flattened grid: column arrays with one entry per run, in C order of `Sweep.shape`."""
 
     seed: np.ndarray  # (R,) uint32
-    hp: dict[str, np.ndarray]  # field -> (R,) float
-    shape: dict[str, np.ndarray]  # "n", "d", "m" -> (R,) int
+    hp: dict[str, np.ndarray]  # field -> (R,) float64
+    shape: dict[str, np.ndarray]  # shape field -> (R,) int64 (none for real images)
 
     @property
     def n_runs(self) -> int:
@@ -164,60 +186,55 @@ class RunTable:
 
 
 def expand(sweep: Sweep) -> RunTable:
-    """Flatten the grid into runs and check every run's values (one error for the first bad one)."""
+    """Flatten the grid into runs and check every run's values (one error for the first bad one).
+
+    Each distinct value of each hyperparameter is built into the sweep's hyperparameters, and
+    each distinct combination of shape fields into its config: their constructors decide what
+    is allowed, and an error names the axis that produced the value.
+    """
+    exp = sweep.experiment
     grid = list(itertools.product(*[range(s) for s in sweep.shape]))
     index = np.asarray(grid, dtype=np.int64).reshape(len(grid), len(sweep.shape))
-    columns: dict[str, np.ndarray] = {}
-    base = dataclasses.asdict(sweep.hp) | {k: getattr(sweep.cfg, k) for k in SHAPE_AXES}
-    for name, value in base.items():
-        columns[name] = np.full(
-            len(grid), value, dtype=np.int64 if name in SHAPE_AXES else np.float64
-        )
+    base = dataclasses.asdict(sweep.hp) | {k: getattr(sweep.cfg, k) for k in exp.shape_axes}
+    columns = {
+        name: np.full(len(grid), value, np.int64 if name in exp.shape_axes else np.float64)
+        for name, value in base.items()
+    }
     derived: dict[str, np.ndarray] = {}
+    source = {}  # field -> the axis that set it, for error messages
     for k, axis in enumerate(sweep.axes):
         values = np.asarray(axis.values)[index[:, k]]
-        if axis.name in DERIVED_AXES:
+        if axis.name in exp.derived_axes:
             derived[axis.name] = values.astype(np.float64)
+            source |= dict.fromkeys(exp.derived_axes[axis.name], axis.name)
         else:
             columns[axis.name] = values.astype(columns[axis.name].dtype)
-    if "tau" in derived:
-        columns["tau_plus"] = columns["tau_minus"] = derived["tau"]
-    if "n_snr2" in derived:  # n ||mu||^2 / (sigma_p^2 d) = value
-        columns["mu_norm"] = np.sqrt(
-            derived["n_snr2"] * columns["sigma_p"] ** 2 * columns["d"] / columns["n"]
-        )
-    for field, low, high, open_low, open_high in HPARAM_RANGES:
-        col = columns[field]
-        bad = (
-            ~np.isfinite(col)
-            | (col <= low if open_low else col < low)
-            | (col >= high if open_high else col > high)
-        )
-        if bad.any():
-            source = "tau" if field.startswith("tau_") and "tau" in derived else field
-            source = "n_snr2" if field == "mu_norm" and "n_snr2" in derived else source
-            fail(source, float(col[np.argmax(bad)]), hparam_allowed(field))
-    if sweep.cfg.optimizer == "adam" and np.any(columns["n"] + 1 > columns["d"]):
-        bad = int(np.argmax(columns["n"] + 1 > columns["d"]))
-        fail(
-            "d",
-            int(columns["d"][bad]),
-            f"d >= n + 1 = {int(columns['n'][bad]) + 1} with "
-            "optimizer 'adam' (its coefficients project onto span{mu, xi_1..xi_n})",
-        )
-    if sweep.cfg.engine == "wishart" and np.any(columns["d"] < 2 * columns["m"] + 2):
-        bad = int(np.argmax(columns["d"] < 2 * columns["m"] + 2))
-        fail(
-            "d",
-            int(columns["d"][bad]),
-            f"d >= 2 m + 2 = {2 * int(columns['m'][bad]) + 2} with engine 'wishart'",
-        )
-    for name in SHAPE_AXES:
-        if name in [a.name for a in sweep.axes]:
-            for value in np.unique(columns[name]):
-                sweep.cfg.replace(**{name: int(value)})  # shape-dependent checks (batch_size, ...)
+    columns |= exp.derive(derived, columns)
+    for field in exp.hparam_fields:
+        for value in first_seen(columns[field]):
+            try:
+                sweep.hp.replace(**{field: float(value)})
+            except ConfigError as err:
+                raise ConfigError(renamed(err, field, source.get(field, field))) from None
+    if exp.shape_axes:
+        shapes = np.stack([columns[k] for k in exp.shape_axes], axis=1)
+        for row in first_seen(shapes):
+            sweep.cfg.replace(**{k: int(v) for k, v in zip(exp.shape_axes, row, strict=True)})
+    exp.check(sweep.cfg, columns)
     return RunTable(
         seed=index[:, -1].astype(np.uint32),
-        hp={f: columns[f] for f in HPARAM_FIELDS},
-        shape={k: columns[k] for k in SHAPE_AXES},
+        hp={f: columns[f] for f in exp.hparam_fields},
+        shape={k: columns[k] for k in exp.shape_axes},
     )
+
+
+def first_seen(values: np.ndarray) -> np.ndarray:
+    """The distinct values (rows) of `values`, in the order they first occur."""
+    _, first = np.unique(values, axis=0, return_index=True)
+    return values[np.sort(first)]
+
+
+def renamed(err: ConfigError, field: str, name: str) -> str:
+    """A one-line error about `field` reworded to name the axis `name` that set it."""
+    text = str(err)
+    return name + text[len(field) :] if text.startswith(field + "=") else text

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 import jax
 import numpy as np
 
-from noisyjax.sweep import chunk_inputs, cut, make_chunk_fn
+from noisyjax.sweep.execute import chunk_template
+from noisyjax.sweep.plan import cut
 
 
 def use_cpu_cores(count: int | None = None) -> bool:
@@ -114,12 +115,3 @@ def share(plan, todo: np.ndarray, run: Callable, timing) -> Iterator[tuple]:
 def _pad(x: np.ndarray, width: int, fill) -> np.ndarray:
     pad = [(0, width - x.shape[0])] + [(0, 0)] * (x.ndim - 1)
     return np.pad(np.asarray(x), pad, constant_values=fill)
-
-
-def chunk_template(plan, bucket) -> tuple[dict, dict]:
-    """Empty (0-run) metrics and snapshots of a bucket's chunk, without running anything."""
-    args = chunk_inputs(plan.table, bucket.runs[:1], bucket.cfg, bucket.vector_runs)
-    args = jax.tree.map(lambda a: a.reshape(1, -1), args)
-    fn = make_chunk_fn(bucket.cfg, jax.local_devices()[:1], bucket.vector_runs)
-    shapes = jax.eval_shape(fn, *args)
-    return jax.tree.map(lambda v: np.zeros((0,) + v.shape[2:], v.dtype), shapes)

@@ -1,0 +1,129 @@
+"""Execution: one jitted, vmapped, sharded program per bucket, run chunk after chunk.
+
+`make_chunk_fn` wraps an experiment's pure `run(inputs, shared)` into the chunk program: the
+per-run inputs laid out (devices, C / devices) with the device axis sharded, groups of V vmapped
+runs mapped one after another on each device, and what the runs share (an image set)
+replicated. `run_chunks` feeds it the chunks still to do and yields NumPy results.
+
+Shape letters: C runs in a chunk, V runs vectorized together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from noisyjax.sweep import faults
+from noisyjax.sweep.plan import Bucket, Plan, cut
+from noisyjax.sweep.spec import RunTable
+
+Chunk = tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]
+
+
+@dataclasses.dataclass
+class Timing:
+    compile_s: float = 0.0
+    run_s: float = 0.0
+
+
+def run_sharding(devices: list[jax.Device]) -> NamedSharding:
+    """The chunk layout's sharding: leading (device) axis split over `devices`."""
+    return NamedSharding(Mesh(np.asarray(devices), ("devices",)), PartitionSpec("devices"))
+
+
+def make_chunk_fn(plan_: Plan, bucket: Bucket, devices: list[jax.Device]) -> Callable:
+    """The compiled chunk program of a bucket: (inputs, shared) -> (metrics, snapshots)."""
+    run = plan_.sweep.experiment.make_run(bucket.cfg)
+
+    def per_device(inputs, shared):
+        return jax.lax.map(lambda a: run(a, shared), inputs, batch_size=bucket.vector_runs)
+
+    sharding = run_sharding(devices)
+    replicated = NamedSharding(sharding.mesh, PartitionSpec())
+    return jax.jit(
+        jax.vmap(per_device, in_axes=(0, None)),
+        in_shardings=(sharding, replicated),
+        out_shardings=sharding,
+    )
+
+
+def chunk_inputs(table: RunTable, runs_C: np.ndarray, plan_: Plan, bucket: Bucket, size: int):
+    """A chunk's per-run inputs, padded to `size` by repeating its first run."""
+    padded = np.concatenate([runs_C, np.full(size - len(runs_C), runs_C[0])])
+    return plan_.sweep.experiment.run_inputs(table, padded, bucket.cfg)
+
+
+def run_chunks(
+    plan_: Plan,
+    todo: np.ndarray,
+    *,
+    devices: list[jax.Device] | None = None,
+    timing: Timing | None = None,
+) -> Iterator[Chunk]:
+    """Yield (run indices, metrics, snapshots), as NumPy arrays, for the chunks of `todo`.
+
+    Chunks are cut from the runs still to do, so a resumed sweep compiles the same programs.
+    """
+    devices = jax.local_devices() if devices is None else devices
+    timing = Timing() if timing is None else timing
+    exp = plan_.sweep.experiment
+    n_max = max(exp.samples(b.cfg) for b in plan_.buckets)  # one sample axis for all buckets
+    sharding = run_sharding(devices)
+    replicated = NamedSharding(sharding.mesh, PartitionSpec())
+    for bucket in plan_.buckets:
+        runs = bucket.runs[np.isin(bucket.runs, todo)]
+        if not len(runs):
+            continue
+        fn = make_chunk_fn(plan_, bucket, devices)
+        shared = jax.device_put(exp.shared(bucket.cfg), replicated)
+        compiled = None
+        for runs_C in cut(runs, bucket.chunk_runs):
+            args = jax.tree.map(
+                lambda a: a.reshape(len(devices), -1),
+                chunk_inputs(plan_.table, runs_C, plan_, bucket, bucket.chunk_runs),
+            )
+            # Placed explicitly: with several processes JAX refuses to shard host arrays itself.
+            args = jax.device_put(args, sharding)
+            if compiled is None:
+                faults.reach("compile")
+                t0 = time.perf_counter()
+                compiled = fn.lower(args, shared).compile()
+                timing.compile_s += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            out = jax.device_get(compiled(args, shared))
+            timing.run_s += time.perf_counter() - t0
+            faults.reach("chunk")
+            count = len(runs_C)
+            metrics, snapshots = jax.tree.map(
+                lambda v, c=count: np.asarray(v).reshape((-1,) + v.shape[2:])[:c], out
+            )
+            yield runs_C, pad_samples(metrics, n_max), snapshots
+
+
+def chunk_template(plan_: Plan, bucket: Bucket) -> tuple[dict, dict]:
+    """Empty (0-run) metrics and snapshots of a bucket's chunk, traced but never run."""
+    exp = plan_.sweep.experiment
+    args = chunk_inputs(plan_.table, bucket.runs[:1], plan_, bucket, bucket.vector_runs)
+    args = jax.tree.map(lambda a: a.reshape(1, -1), args)
+    fn = make_chunk_fn(plan_, bucket, jax.local_devices()[:1])
+    shapes = jax.eval_shape(fn, args, exp.shared(bucket.cfg))
+    n_max = max(exp.samples(b.cfg) for b in plan_.buckets)
+    metrics, snapshots = jax.tree.map(lambda v: np.zeros((0,) + v.shape[2:], v.dtype), shapes)
+    return pad_samples(metrics, n_max), snapshots
+
+
+def pad_samples(metrics: dict[str, np.ndarray], n_max: int) -> dict[str, np.ndarray]:
+    """Per-sample outputs (`sample_*`, last axis n) padded to n_max: NaN, or False."""
+    out = dict(metrics)
+    for name, v in metrics.items():
+        if name.startswith("sample_") and v.shape[-1] < n_max:
+            fill = False if v.dtype == bool else np.nan
+            width = [(0, 0)] * (v.ndim - 1) + [(0, n_max - v.shape[-1])]
+            out[name] = np.pad(v, width, constant_values=fill)
+    return out

@@ -1,0 +1,297 @@
+"""A sweep directory on disk: one atomic store per chunk, `results.nc`, `config.json`.
+
+Layout:
+  config.json   resolved sweep, plan, versions, devices, precision, timing, status
+  stages/       an Orbax `CheckpointManager` directory, one checkpoint per chunk, numbered by
+                the chunk's first run index, with an item `outputs` (every metric of its
+                runs; Orbax reserves the name `metrics`), one item per kept snapshot stage
+                (arrays with a leading run axis) and a JSON item `meta` (run indices, the
+                sweep's fingerprint, grid coordinates, stage times and a SHA-256 checksum
+                of every other item)
+  results.nc    the labelled xarray Dataset (`noisyjax.load_sweep`)
+  *.png         the preset's figures
+
+Orbax renames a checkpoint into place only when all of it is written, and every other file is
+written to a temporary name and renamed, so a reader never sees a half-written file. A chunk
+whose checkpoint does not load, belongs to another sweep or fails its checksums is redone,
+never trusted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import xarray as xr
+
+from noisyjax.config import ConfigError
+from noisyjax.sweep import faults
+from noisyjax.sweep.spec import RunTable, Sweep
+
+STAGES_DIR = "stages"
+RESULTS = "results.nc"
+CONFIG = "config.json"
+
+
+class SweepDirError(ValueError):
+    """A sweep directory cannot be used as asked (exists, differs, unwritable, corrupt)."""
+
+
+def fingerprint(sweep: Sweep, numerics: dict[str, Any] | None = None) -> str:
+    """A hash of the sweep's settings and of the numerics that decide its rounding (vector
+    widths, backend, matmul precision): a resume must match both."""
+    text = json.dumps({"sweep": sweep.to_dict(), "numerics": numerics or {}}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def manager(out: Path, items: tuple[str, ...], *, read_only: bool = False):
+    """The chunk store of a sweep directory (`items`: the snapshot stages it may hold)."""
+    directory = (out / STAGES_DIR).absolute()
+    if not read_only:
+        directory.mkdir(parents=True, exist_ok=True)
+    options = ocp.CheckpointManagerOptions(
+        enable_async_checkpointing=not read_only,
+        create=False,
+        read_only=read_only,
+        cleanup_tmp_directories=not read_only,  # checkpoints cut off mid-write
+        # Only process 0 writes; the others never touch the directory.
+        multiprocessing_options=ocp.options.MultiprocessingOptions(
+            primary_host=0, active_processes={0}
+        ),
+    )
+    names = tuple(items) + ("outputs", "meta")
+    return ocp.CheckpointManager(directory, options=options, item_names=names)
+
+
+def checksum(tree: Any) -> str:
+    """SHA-256 of a tree of arrays: every leaf's path, dtype, shape and bytes (paths by key
+    names, so a tree and its Orbax restoration, plain dicts, agree)."""
+    digest = hashlib.sha256()
+    named = [
+        (
+            "/".join(
+                str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path
+            ),
+            leaf,
+        )
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+    ]
+    for name, leaf in sorted(named, key=lambda nl: nl[0]):
+        array = np.ascontiguousarray(np.asarray(leaf))
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def save_chunk(
+    mngr,
+    runs_C: np.ndarray,
+    metrics: dict[str, np.ndarray],
+    snapshots: dict[str, Any],
+    meta: dict[str, Any],
+) -> None:
+    """Queue one chunk's store (asynchronous): metrics, snapshots and meta with checksums."""
+    trees = {"outputs": metrics} | {name: snap._asdict() for name, snap in snapshots.items()}
+    items = {name: ocp.args.StandardSave(dict(tree)) for name, tree in trees.items()}
+    sums = {name: checksum(dict(tree)) for name, tree in trees.items()}
+    items["meta"] = ocp.args.JsonSave({"runs": [int(r) for r in runs_C], **meta, "checksums": sums})
+    mngr.save(int(runs_C[0]), args=ocp.args.Composite(**items), force=True)
+
+
+def saved_runs(mngr) -> dict[int, list[int]]:
+    """Finished checkpoints whose meta reads: first run index -> the chunk's run indices."""
+    out = {}
+    for step, meta in saved_meta(mngr).items():
+        out[step] = list(meta["runs"])
+    return out
+
+
+def saved_meta(mngr) -> dict[int, dict[str, Any]]:
+    out = {}
+    for step in mngr.all_steps():
+        try:
+            restored = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+            out[step] = dict(restored["meta"])
+        except Exception:  # noqa: BLE001  any unreadable checkpoint is redone, whatever failed
+            continue
+    return out
+
+
+def restore_item(mngr, step: int, name: str, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+    """One item of a chunk, as NumPy arrays, checked against its checksum in `meta`."""
+    restored = mngr.restore(step, args=ocp.args.Composite(**{name: ocp.args.StandardRestore()}))
+    tree = jax.tree.map(np.asarray, dict(restored[name]))
+    if checksum(tree) != meta.get("checksums", {}).get(name):
+        raise SweepDirError(f"chunk {step}: item {name!r} does not match its checksum")
+    return tree
+
+
+def read_chunks(
+    mngr, print_: str, n_runs: int, *, verify: bool = False
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The runs held by sound chunks, and their metrics; every other chunk is deleted.
+
+    A chunk is sound when its meta reads, names this sweep's fingerprint and runs no other
+    chunk holds, and its outputs match their checksum; with `verify` (on resume) every
+    snapshot item is read back and checked too.
+    """
+    done = np.zeros(n_runs, bool)
+    store: dict[str, np.ndarray] = {}
+    metas = saved_meta(mngr)
+    for step in sorted(mngr.all_steps()):
+        meta = metas.get(step)
+        try:
+            if meta is None or meta.get("fingerprint") != print_:
+                raise SweepDirError("chunk does not belong to this sweep")
+            runs = np.asarray(meta["runs"], np.int64)
+            if runs.max() >= n_runs or done[runs].any():
+                raise SweepDirError("chunk does not belong to this sweep")
+            metrics = restore_item(mngr, step, "outputs", meta)
+            if store and set(metrics) != set(store):
+                raise SweepDirError("chunk holds other outputs")
+            if verify:
+                for name in set(meta["checksums"]) - {"outputs"}:
+                    restore_item(mngr, step, name, meta)
+        except Exception:  # noqa: BLE001  whatever is wrong with it, the chunk is redone
+            mngr.delete(step)
+            continue
+        for k, v in metrics.items():
+            if k not in store:
+                store[k] = np.zeros((n_runs,) + v.shape[1:], v.dtype)
+            store[k][runs] = v
+        done[runs] = True
+    return done, store
+
+
+def read_snapshots(
+    sweep_dir: Path, stage: str, wanted: set[int], stages: tuple[str, ...]
+) -> dict[int, dict[str, Any]]:
+    """Run index -> that run's snapshot tree at `stage`, for the `wanted` runs, every chunk read
+    checked against its checksum (any experiment's snapshots)."""
+    mngr = manager(sweep_dir, stages, read_only=True)
+    found: dict[int, dict[str, Any]] = {}
+    try:
+        for step, meta in saved_meta(mngr).items():
+            position = {r: i for i, r in enumerate(meta["runs"]) if r in wanted}
+            if not position:
+                continue
+            tree = restore_item(mngr, step, stage, meta)
+            for r, i in position.items():
+                found[r] = jax.tree.map(lambda v, i=i: v[i], tree)
+    except Exception as err:  # noqa: BLE001  whatever Orbax raises on a damaged checkpoint
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise SweepDirError(
+            f"sweep {str(sweep_dir)!r}: stage checkpoint unreadable or corrupt "
+            f"({first}): rerun the sweep with --resume"
+        ) from None
+    finally:
+        mngr.close()
+    return found
+
+
+def run_index(ds: xr.Dataset, coords: dict[str, Any]) -> xr.DataArray:
+    """Flat run indices over the sweep's dimensions, selected by coordinates."""
+    dims = list(ds["flip_rate_realized"].dims)
+    shape = [ds.sizes[d] for d in dims]
+    index = xr.DataArray(
+        np.arange(int(np.prod(shape))).reshape(shape), dims=dims, coords={d: ds[d] for d in dims}
+    )
+    unknown = set(coords) - set(dims)
+    if unknown:
+        raise ConfigError(
+            f"coordinate {sorted(unknown)[0]!r} is invalid: allowed " + ", ".join(dims)
+        )
+    try:
+        return index.sel(coords)
+    except KeyError as err:
+        raise ConfigError(f"coordinates {coords} are invalid: no such grid cell ({err})") from None
+
+
+def sweep_of(ds: xr.Dataset) -> Sweep:
+    """The sweep a results file was written by (its `sweep` attribute)."""
+    return Sweep.from_dict(json.loads(ds.attrs["sweep"]))
+
+
+def to_dataset(
+    sweep: Sweep, table: RunTable, metrics: dict[str, np.ndarray], attrs: dict[str, Any]
+) -> xr.Dataset:
+    """Label the runs: one dimension per axis plus `seed`, and the experiment's time axis for
+    trajectories (`step`, or `epoch` for real-image sweeps)."""
+    dims = sweep.dims
+    shape = sweep.shape
+    time = sweep.experiment.time
+    coords: dict[str, Any] = {a.name: list(a.values) for a in sweep.axes}
+    coords["seed"] = np.arange(sweep.seeds)
+    coords[time] = metrics[time][0]
+    data = {}
+    for name, value in metrics.items():
+        if name == time:
+            continue
+        # Trajectories have a step axis; per-sample outputs (sample_*) end with a sample axis.
+        extra = ((time,) if value.ndim - name.startswith("sample_") == 2 else ()) + (
+            ("sample",) if name.startswith("sample_") else ()
+        )
+        data[name] = (dims + extra, value.reshape(shape + value.shape[1:]))
+    ds = xr.Dataset(data, coords=coords)
+    # Every run's resolved settings (the table's columns: hyperparameters, then shapes), as
+    # coordinates over the sweep's dimensions.
+    for name, column in {**table.hp, **table.shape}.items():
+        if name not in ds.coords:
+            ds = ds.assign_coords({name: (dims, column.reshape(shape))})
+    # Axis values in increasing order whatever order they were given in (figures and `sel`
+    # slices need monotonic coordinates; a run is found by its coordinates, not its position).
+    ds = ds.sortby([a.name for a in sweep.axes]) if sweep.axes else ds
+    # netCDF attributes hold strings and numbers only: everything else is stored as JSON.
+    ds.attrs.update(
+        {k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in attrs.items()}
+    )
+    return ds
+
+
+def write_dataset(ds: xr.Dataset, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf")
+        faults.reach("results-write")
+
+
+def load_sweep(directory: str | os.PathLike) -> xr.Dataset:
+    """The labelled results of a finished sweep directory."""
+    path = Path(directory) / RESULTS
+    if not path.is_file():
+        raise SweepDirError(
+            f"sweep directory {str(directory)!r} has no {RESULTS}: allowed a "
+            "directory written by a finished `python -m sweeps.grid`"
+        )
+    try:
+        return xr.load_dataset(path, engine="h5netcdf")
+    except (OSError, ValueError) as err:
+        raise SweepDirError(
+            f"sweep directory {str(directory)!r}: {RESULTS} is unreadable ({type(err).__name__}): "
+            "allowed a complete results file; rerun the sweep with --resume"
+        ) from None
