@@ -39,7 +39,7 @@ def load_stage(sweep_dir: str | Path, stage: str, **coords: Any) -> Snapshot:
         raise ConfigError(f"stage={stage!r} is invalid: allowed one of " + ", ".join(STAGE_NAMES))
     sweep_dir = Path(sweep_dir)
     ds = load_sweep(sweep_dir)
-    kept = json.loads(ds.attrs["sweep"])["cfg"]["snapshot_stages"]
+    kept = sweep_of(ds).cfg.snapshot_stages
     if stage not in kept:
         raise ConfigError(f"stage={stage!r} is invalid: this sweep kept " + ", ".join(kept))
     selection = run_index(ds, coords)

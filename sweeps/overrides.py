@@ -70,13 +70,13 @@ def apply_sets(sweep: Sweep, sets: list[str]) -> Sweep:
                 f"a field of {type(sweep.cfg).__name__} or {exp.hparams_type.__name__}: "
                 + ", ".join(config_fields + exp.hparam_fields + tuple(exp.derived_axes)),
             )
-    cfg = sweep.cfg.replace(**cfg_changes)
-    hp = sweep.hp.replace(**hp_changes)
+    cfg = dataclasses.replace(sweep.cfg, **cfg_changes)
+    hp = dataclasses.replace(sweep.hp, **hp_changes)
     if derived:
         columns = dataclasses.asdict(hp) | {k: getattr(cfg, k) for k in exp.shape_axes}
         columns = {k: np.asarray([v]) for k, v in columns.items()}
         values = exp.derive({k: np.asarray([v]) for k, v in derived.items()}, columns)
-        hp = hp.replace(**{k: float(v[0]) for k, v in values.items()})
+        hp = dataclasses.replace(hp, **{k: float(v[0]) for k, v in values.items()})
     return dataclasses.replace(sweep, cfg=cfg, hp=hp)
 
 

@@ -203,3 +203,58 @@ def test_two_processes_on_loopback_match_a_single_process_run(
         a, b = load_stage(out0, stage), load_stage(single, stage)
         for field in a._fields:
             assert getattr(a, field).tobytes() == getattr(b, field).tobytes(), (stage, field)
+
+
+REAL_ARGS = [
+    "--preset",
+    "real-digits",
+    "--no-progress",
+    "--seeds",
+    "2",
+    "--set",
+    "epochs=3",
+    "--set",
+    "lr_milestones=2",
+    "--set",
+    "width=4",
+    "--vector-runs",
+    "1",
+    "--chunk-runs",
+    "1",
+]  # 2 tau x 2 seeds = 4 runs, 4 chunks of 1 run: two chunks for each process
+
+
+def test_real_image_sweep_on_two_processes_matches_one_process(tmp_path):
+    """The real-image experiment runs on the same engine: --distributed works for it too."""
+    from noisyjax.real.checkpoints import load_real_stage
+
+    single, out0 = tmp_path / "single", tmp_path / "out"
+    grid = [sys.executable, "-m", "sweeps.grid", *REAL_ARGS]
+    _run([[*grid, "--out", str(single)]], 1, tmp_path / "logs-single")
+    port = _free_port()
+    cluster = ["--distributed", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
+    _run(
+        [
+            [*grid, "--out", str(out0), *cluster, "--process-id", "0"],
+            [*grid, "--out", str(tmp_path / "out-process1"), *cluster, "--process-id", "1"],
+        ],
+        1,
+        tmp_path / "logs",
+    )
+    assert not (tmp_path / "out-process1").exists(), "process 1 wrote files"
+    got, want = nj.load_sweep(out0), nj.load_sweep(single)
+    assert json.loads(got.attrs["process_count"]) == 2
+    assert got.attrs["fingerprint"] == want.attrs["fingerprint"]
+    _assert_same_results(got, want)
+    assert _stored_chunks(out0) == _stored_chunks(single) == {"0", "1", "2", "3"}
+    for stage in ("t1", "final"):
+        a = load_real_stage(out0, stage, tau=0.2, seed=1)
+        b = load_real_stage(single, stage, tau=0.2, seed=1)
+        for x, y in zip(jax_leaves(a), jax_leaves(b), strict=True):
+            assert np.asarray(x).tobytes() == np.asarray(y).tobytes(), stage
+
+
+def jax_leaves(tree):
+    import jax
+
+    return jax.tree.leaves(tree)

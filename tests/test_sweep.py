@@ -6,6 +6,7 @@ import pytest
 
 import noisyjax as nj
 from noisyjax.sweep import Axis, Sweep, expand, parse_axis, run_chunks
+from noisyjax.synthetic.experiment import EXPERIMENT as SYNTHETIC
 
 CFG = nj.Config(n=16, d=40, m=3, steps=20, log_every=5, n_test=25)
 HP = nj.HParams(eta=0.5, mu_norm=3.0, sigma_0=0.05)
@@ -76,11 +77,11 @@ def test_shape_axes_equal_separate_runs():
 
 def test_plan_respects_memory_budget_and_device_multiple():
     sweep = Sweep("t", CFG, HP, (Axis("tau", tuple(np.linspace(0, 0.4, 10))),), seeds=3)
-    per_run = nj.sweep.bytes_per_run(CFG)
+    per_run = SYNTHETIC.bytes_per_run(CFG)
     plan = nj.plan(sweep, max_memory=5 * per_run, min_chunks=1)
     assert plan.buckets[0].vector_runs == 5 and plan.buckets[0].chunk_runs == 30
     plan = nj.plan(sweep, max_memory=per_run // 2)  # outputs get half: fewer runs per chunk
-    outputs = nj.sweep.output_bytes(CFG)
+    outputs = SYNTHETIC.output_bytes(CFG)
     assert plan.buckets[0].vector_runs == 1
     assert plan.buckets[0].chunk_runs == max(1, per_run // 2 // (2 * outputs))
     plan = nj.plan(sweep, devices=jax.devices() * 4, chunk_runs=6, vector_runs=2)

@@ -2,8 +2,9 @@
 (`noisyjax.sweep.experiment.Experiment`).
 
 Every run of a sweep trains on the same images (loaded once, replicated on every device) with its
-own flips, initialization and batch order; all runs compile together, so a sweep is one bucket.
-Axes sweep the hyperparameters (and `tau`, which sets tau_plus = tau_minus).
+own flips, initialization and batch order. All runs compile together (one bucket) and a run's
+inputs are its seed and hyperparameters: the protocol's defaults. Axes sweep the
+hyperparameters (and `tau`, which sets tau_plus = tau_minus).
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ import jax
 import numpy as np
 
 from noisyjax.config import fail
-from noisyjax.real.config import REAL_HPARAM_FIELDS, REAL_STAGES, RealConfig, RealHParams
+from noisyjax.real.config import REAL_STAGES, RealConfig, RealHParams
 from noisyjax.real.datasets import Images, cifar_source, load
 from noisyjax.real.models import make_model
 from noisyjax.real.train import make_train, snapshot_of
 from noisyjax.sweep.experiment import Experiment
-from noisyjax.sweep.spec import RunTable
 
 SAFETY = 2.0  # headroom over the counted tensors in `bytes_per_run`
 METRICS_PER_EPOCH = 20  # accuracies and loss summaries logged every epoch (an upper bound)
@@ -59,11 +59,6 @@ def prepare(cfg: RealConfig) -> dict:
     if cfg.batch_size > len(images.label_train):
         fail("batch_size", cfg.batch_size, f"an integer in [1, {len(images.label_train)}]")
     return {"n_train": len(images.label_train), "n_test": len(images.label_test)}
-
-
-def run_inputs(table: RunTable, runs: np.ndarray, cfg: RealConfig) -> tuple:
-    hp = RealHParams(**{f: table.hp[f][runs].astype(np.float32) for f in REAL_HPARAM_FIELDS})
-    return table.seed[runs], hp
 
 
 def make_run(cfg: RealConfig):
@@ -115,8 +110,6 @@ EXPERIMENT = Experiment(
     derive=derive,
     check=check,
     prepare=prepare,
-    buckets=lambda cfg, table: [(cfg, np.arange(table.n_runs))],
-    run_inputs=run_inputs,
     shared=load_cached,
     make_run=make_run,
     samples=lambda cfg: len(load_cached(cfg).label_train),

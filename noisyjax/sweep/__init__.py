@@ -15,7 +15,7 @@ from noisyjax.sweep.experiment import Experiment, config_from_dict, of_config
 from noisyjax.sweep.plan import VECTOR_RUNS, Bucket, Plan, cut, default_max_memory, plan
 from noisyjax.sweep.runner import run_sweep
 from noisyjax.sweep.spec import SPEC_HELP, Axis, RunTable, Sweep, expand, parse_axis, parse_values
-from noisyjax.sweep.store import SweepDirError, load_sweep
+from noisyjax.sweep.store import SweepDirError, load_sweep, sweep_of
 
 __all__ = [
     "SPEC_HELP",
@@ -39,4 +39,5 @@ __all__ = [
     "plan",
     "run_chunks",
     "run_sweep",
+    "sweep_of",
 ]

@@ -56,7 +56,7 @@ def make_chunk_fn(plan_: Plan, bucket: Bucket, devices: list[jax.Device]) -> Cal
 def chunk_inputs(table: RunTable, runs_C: np.ndarray, plan_: Plan, bucket: Bucket, size: int):
     """A chunk's per-run inputs, padded to `size` by repeating its first run."""
     padded = np.concatenate([runs_C, np.full(size - len(runs_C), runs_C[0])])
-    return plan_.sweep.experiment.run_inputs(table, padded, bucket.cfg)
+    return plan_.sweep.experiment.inputs(table, padded, bucket.cfg)
 
 
 def run_chunks(

@@ -213,13 +213,15 @@ def expand(sweep: Sweep) -> RunTable:
     for field in exp.hparam_fields:
         for value in first_seen(columns[field]):
             try:
-                sweep.hp.replace(**{field: float(value)})
+                dataclasses.replace(sweep.hp, **{field: float(value)})
             except ConfigError as err:
                 raise ConfigError(renamed(err, field, source.get(field, field))) from None
     if exp.shape_axes:
         shapes = np.stack([columns[k] for k in exp.shape_axes], axis=1)
         for row in first_seen(shapes):
-            sweep.cfg.replace(**{k: int(v) for k, v in zip(exp.shape_axes, row, strict=True)})
+            dataclasses.replace(
+                sweep.cfg, **{k: int(v) for k, v in zip(exp.shape_axes, row, strict=True)}
+            )
     exp.check(sweep.cfg, columns)
     return RunTable(
         seed=index[:, -1].astype(np.uint32),

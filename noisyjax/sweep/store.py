@@ -217,7 +217,7 @@ def read_snapshots(
 
 def run_index(ds: xr.Dataset, coords: dict[str, Any]) -> xr.DataArray:
     """Flat run indices over the sweep's dimensions, selected by coordinates."""
-    dims = list(ds["flip_rate_realized"].dims)
+    dims = [*json.loads(ds.attrs["sweep"])["axes"], "seed"]
     shape = [ds.sizes[d] for d in dims]
     index = xr.DataArray(
         np.arange(int(np.prod(shape))).reshape(shape), dims=dims, coords={d: ds[d] for d in dims}
