@@ -29,14 +29,11 @@ from matplotlib.figure import Figure
 
 import noisyjax as nj
 from noisyjax.analysis import loglog_fit
-from noisyjax.config import ENGINES, HPARAM_FIELDS
+from noisyjax.config import HPARAM_FIELDS
 from noisyjax.grid import Axis, Sweep
 from noisyjax.plots import heatmap
 from noisyjax.theory import kou_boundary_mu_norm
 from sweeps.presets import preset
-
-# The cheapest engine the setting allows (wishart: cost independent of d), where it exists.
-ENGINE = "auto" if "auto" in ENGINES else "dense"
 
 # Kou et al. (2023), public code uclaml/Benign_ReLU_CNN (docs/science.md section 7).
 KOU_CFG = dict(
@@ -220,7 +217,7 @@ def kou2023_grid() -> tuple[Sweep, Callable]:
         d=max(KOU_D),
         log_every=100,
         eval_every=100,
-        engine=ENGINE,
+        engine="auto",
         snapshot_stages=(),
         **KOU_CFG,
     )
@@ -331,7 +328,7 @@ def cao2022() -> tuple[Sweep, Callable]:
         activation="relu_q",
         q=CAO_Q,
         noise="orthogonal",
-        engine=ENGINE,
+        engine="auto",
         snapshot_stages=("final",),
     )
     hp = nj.HParams(eta=0.1, tau_plus=0.0, tau_minus=0.0, sigma_p=1.0, sigma_0=0.01)
@@ -402,7 +399,7 @@ def lngd2025() -> tuple[Sweep, Callable]:
         error falls.
       lngd_final_error.png: final test error per seed for both methods.
     """
-    cfg = nj.Config(n=200, steps=2000, log_every=20, eval_every=20, engine=ENGINE, **LNGD_CFG)
+    cfg = nj.Config(n=200, steps=2000, log_every=20, eval_every=20, engine="auto", **LNGD_CFG)
     hp = nj.HParams(eta=0.5, **LNGD_HP)
     return Sweep("lngd2025", cfg, hp, (LNGD_METHODS,), seeds=5), lngd2025_figures
 
@@ -485,7 +482,7 @@ def lngd2025_heatmap() -> tuple[Sweep, Callable]:
         steps=1000,
         log_every=100,
         eval_every=100,
-        engine=ENGINE,
+        engine="auto",
         snapshot_stages=(),
         **LNGD_CFG,
     )

@@ -14,13 +14,10 @@ import xarray as xr
 
 import noisyjax as nj
 from noisyjax import analysis, theory, theory_plots
-from noisyjax.config import CLEAN_LOSS_LEVEL, ENGINES
+from noisyjax.config import CLEAN_LOSS_LEVEL
 from noisyjax.grid import Axis, Sweep
 from sweeps import story_presets
 from sweeps.presets import phase_map, preset, run_trajectories
-
-# The coefficient-space engines make the d axis free; fall back to dense where absent.
-ENGINE = "auto" if "auto" in ENGINES else "dense"
 
 
 def write_summary(out: Path, payload: dict) -> Path:
@@ -118,7 +115,7 @@ def stage1_phase() -> tuple[Sweep, Callable]:
       summary.json: the measured boundary per tau.
     """
     cfg = nj.Config(
-        n=100, d=1000, m=10, steps=300, log_every=2, n_test=500, eval_every=10, engine=ENGINE
+        n=100, d=1000, m=10, steps=300, log_every=2, n_test=500, eval_every=10, engine="auto"
     )
     hp = nj.HParams(eta=0.05, sigma_p=1.0, sigma_0=0.001)
     axes = (
@@ -241,7 +238,7 @@ def t1_scaling() -> tuple[Sweep, Callable]:
       summary.json: the fits.
     """
     cfg = nj.Config(
-        n=100, d=1000, m=16, steps=400, log_every=1, n_test=100, eval_every=50, engine=ENGINE
+        n=100, d=1000, m=16, steps=400, log_every=1, n_test=100, eval_every=50, engine="auto"
     )
     hp = nj.HParams(eta=0.05, tau_plus=0.1, tau_minus=0.1, sigma_p=1.0, sigma_0=0.001)
     axes = (
@@ -332,7 +329,7 @@ def early_stopping_preset() -> tuple[Sweep, Callable]:
         n_test=4000,
         n_val=200,
         eval_every=1,
-        engine=ENGINE,
+        engine="auto",
     )
     hp = nj.HParams(eta=0.2, tau_plus=0.2, tau_minus=0.2, sigma_p=1.0, sigma_0=0.001)
     axes = (Axis("d", (100, 150, 200, 300, 400, 600, 800)), Axis("n_snr2", (8.0,)))
@@ -474,7 +471,7 @@ def sample_selection() -> tuple[Sweep, Callable]:
         n_test=2000,
         eval_every=2,
         log_samples=True,
-        engine=ENGINE,
+        engine="auto",
     )
     hp = nj.HParams(eta=0.2, tau_plus=0.2, tau_minus=0.2, sigma_p=1.0, sigma_0=0.001)
     axes = (Axis("n_snr2", (8.0,)),)
