@@ -1,5 +1,5 @@
-"""Presets of neighbouring papers (sweeps/neighbour_presets.py): settings match the papers and
-their code, every preset runs end to end at tiny sizes and draws its figures."""
+"""Presets of neighbouring papers (sweeps/presets/kou.py, cao.py, lngd.py): settings match the
+papers and their code, every preset runs end to end at tiny sizes and draws its figures."""
 
 import dataclasses
 
@@ -13,8 +13,7 @@ import noisyjax as nj
 from noisyjax.sweep import Axis
 from noisyjax.train import step_labels_and_weights
 from sweeps import grid
-from sweeps import neighbour_presets as nb
-from sweeps.presets import PRESETS
+from sweeps.presets import PRESETS, cao, kou
 
 NAMES = ("kou2023", "kou2023-grid", "cao2022", "lngd2025", "lngd2025-heatmap")
 
@@ -53,7 +52,7 @@ def test_kou_settings_are_their_code(name):
         np.testing.assert_allclose(axis(sweep, "mu_norm").values, 0.1 * np.arange(100))
         assert axis(sweep, "d").values == tuple(100 + 10 * t for t in range(100))
         assert sweep.seeds == 10 and sweep.n_runs == 100_000
-        assert cfg.engine == nb.ENGINE
+        assert cfg.engine == "auto"
 
 
 def test_cao_settings():
@@ -63,8 +62,8 @@ def test_cao_settings():
     assert hp.tau_plus == hp.tau_minus == 0.0
     table = nj.expand(sweep)
     snr = table.hp["mu_norm"] / (table.hp["sigma_p"] * np.sqrt(table.shape["d"]))
-    np.testing.assert_allclose(np.unique(snr), nb.CAO_SNR, rtol=1e-9)
-    assert tuple(np.unique(table.shape["n"])) == nb.CAO_N
+    np.testing.assert_allclose(np.unique(snr), cao.CAO_SNR, rtol=1e-9)
+    assert tuple(np.unique(table.shape["n"])) == cao.CAO_N
 
 
 def test_lngd_settings():
@@ -110,7 +109,7 @@ def test_kou_boundary_fit_recovers_a_planted_boundary():
         dims=("seed", "d", "mu_norm"),
         coords={"d": d, "mu_norm": b},
     )
-    fit = nb.boundary_fit(err, n)
+    fit = kou.boundary_fit(err, n)
     assert abs(fit["C"] / c - 1) < 0.1
     assert abs(fit["slope"].coef[1] - 0.25) < 0.02
 

@@ -98,7 +98,7 @@ def test_whole_story_figures_and_summary_on_a_small_run(tmp_path):
 
 
 def test_boundary_crossing_and_its_bootstrap_interval():
-    from sweeps.boundary_presets import bootstrap_crossing, crossing
+    from sweeps.presets.boundary import bootstrap_crossing, crossing
 
     x = np.array([1.0, 2.0, 4.0, 8.0])
     assert crossing(x, np.array([0.0, 0.25, 0.75, 1.0])) == pytest.approx(np.sqrt(8.0))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,13 +13,12 @@ from matplotlib.ticker import NullFormatter
 import noisyjax as nj
 from noisyjax import theory
 from noisyjax.grid import Axis, Sweep
-from sweeps.presets import preset
+from sweeps.presets.figures import write_summary
 
 TAU = 0.2
 N_BOOTSTRAP = 2000
 
 
-@preset("stage1-boundary")
 def stage1_boundary() -> tuple[Sweep, Callable]:
     """The Stage-I boundary at eight (n, m, sigma_0) settings, with bootstrap intervals.
 
@@ -138,5 +136,4 @@ def boundary_figures(ds: xr.Dataset, out: Path) -> list[Path]:
         "heuristic": "n SNR^2 (1 - 2 tau) / 2 = 1 (theory.stage_one_boundary)",
         "heuristic_n_snr2": float(theory.stage_one_boundary(tau)),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return paths + [out / "summary.json"]
+    return paths + [write_summary(out, summary)]

@@ -10,13 +10,11 @@ import xarray as xr
 
 from noisyjax.real.config import RealConfig, RealHParams
 from noisyjax.real.sweep import RealAxis, RealSweep
-from sweeps.presets import preset
 
 ATTRIBUTION_TAU = 0.2
 ATTRIBUTION_IMAGES = 6
 
 
-@preset("real-digits")
 def real_digits() -> tuple[RealSweep, Callable]:
     """Two stages on real images: 8x8 digits 3 vs 8, small CNN, tau in {0, 0.2}, 4 seeds.
 
@@ -49,7 +47,6 @@ def real_digits() -> tuple[RealSweep, Callable]:
     return sweep, real_figures
 
 
-@preset("real-cifar2")
 def real_cifar2() -> tuple[RealSweep, Callable]:
     """The paper's CIFAR-10 experiment: airplane vs automobile, VGG-11, 20% exact flips (GPU/TPU).
 

@@ -12,12 +12,11 @@ import xarray as xr
 import noisyjax as nj
 from noisyjax import predictions, theory_plots
 from noisyjax.grid import Axis, Sweep
-from sweeps.presets import RUN_DIMS, preset
+from sweeps.presets.figures import RUN_DIMS, write_summary
 
 N, D, N_SNR2, TAU = 200, 300, 16.0, 0.3
 
 
-@preset("whole-story")
 def whole_story() -> tuple[Sweep, Callable]:
     """Both stages and the loss of generalization, with a tau = 0 control (d/n = 1.5).
 
@@ -79,6 +78,4 @@ def whole_story_figures(ds: xr.Dataset, out: Path) -> list[Path]:
     )
     paths = [theory_plots.story_layout(runs, out / "story.png", title)]
     summary = story_summary(noisy, control if control is not None else noisy)
-    path = out / "summary.json"
-    path.write_text(json.dumps(summary, indent=2) + "\n")
-    return paths + [path]
+    return paths + [write_summary(out, summary)]

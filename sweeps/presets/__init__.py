@@ -1,0 +1,74 @@
+"""Presets: named sweeps, each a documented function returning (Sweep, figures).
+
+Every docstring says the command, the expected runtime on a 2-core CPU and what the figures
+should show. `python -m sweeps.grid --list-presets` prints the first docstring line of each, in
+the order of `PRESETS` below.
+
+The registry is this module alone: the preset modules are plain functions and never import it.
+Figure helpers they share are in `sweeps.presets.figures`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import xarray as xr
+
+from noisyjax.grid import Sweep
+from sweeps.presets import boundary, cao, core, kou, lngd, paper, paper_stopping, real, story
+from sweeps.presets.figures import (
+    RUN_DIMS,
+    first_values,
+    on_preset_axes,
+    phase_map,
+    representative_run,
+    run_trajectories,
+    stage_boundary,
+    stage_lines,
+    with_heatmaps,
+)
+
+Preset = Callable[[], tuple[Sweep, Callable[[xr.Dataset, Path], list[Path]]]]
+
+PRESETS: dict[str, Preset] = {
+    "stage-phase": core.stage_phase,
+    "tiny": core.tiny,
+    "stage1-boundary": boundary.stage1_boundary,
+    "kou2023": kou.kou2023,
+    "kou2023-grid": kou.kou2023_grid,
+    "cao2022": cao.cao2022,
+    "lngd2025": lngd.lngd2025,
+    "lngd2025-heatmap": lngd.lngd2025_heatmap,
+    "whole-story": story.whole_story,
+    "paper-fig1": paper.paper_fig1,
+    "stage1-phase": paper.stage1_phase,
+    "t1-scaling": paper.t1_scaling,
+    "early-stopping": paper_stopping.early_stopping_preset,
+    "sample-selection": paper_stopping.sample_selection,
+    "real-digits": real.real_digits,
+    "real-cifar2": real.real_cifar2,
+}
+DEFAULT = "stage-phase"
+
+
+def describe(name: str) -> str:
+    """The first line of the preset's docstring."""
+    return (PRESETS[name].__doc__ or "").strip().splitlines()[0]
+
+
+__all__ = [
+    "DEFAULT",
+    "PRESETS",
+    "RUN_DIMS",
+    "Preset",
+    "describe",
+    "first_values",
+    "on_preset_axes",
+    "phase_map",
+    "representative_run",
+    "run_trajectories",
+    "stage_boundary",
+    "stage_lines",
+    "with_heatmaps",
+]
