@@ -60,8 +60,8 @@ def stage_attributions(
     import numpy as np
 
     from noisyjax.real.checkpoints import load_real_stage, sweep_config
+    from noisyjax.real.experiment import load_cached
     from noisyjax.real.models import make_model
-    from noisyjax.real.sweep import load_cached
 
     cfg = sweep_config(sweep_dir)
     model = make_model(cfg)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from noisyjax.grid import Sweep
+from noisyjax.sweep import Sweep
 from sweeps.presets import boundary, cao, core, kou, lngd, paper, paper_stopping, real, story
 from sweeps.presets.figures import (
     RUN_DIMS,

@@ -12,7 +12,7 @@ from matplotlib.ticker import NullFormatter
 
 import noisyjax as nj
 from noisyjax import theory
-from noisyjax.grid import Axis, Sweep
+from noisyjax.sweep import Axis, Sweep
 from sweeps.presets.figures import write_summary
 
 TAU = 0.2

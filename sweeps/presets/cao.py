@@ -14,8 +14,8 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 import noisyjax as nj
-from noisyjax.grid import Axis, Sweep
 from noisyjax.plots import heatmap
+from noisyjax.sweep import Axis, Sweep
 from sweeps.presets.figures import final, mu_norms, with_snr_axis
 
 # Cao et al. (2022): ReLU^3, orthogonal noise, no label noise.

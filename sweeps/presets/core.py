@@ -9,7 +9,7 @@ import numpy as np
 import xarray as xr
 
 import noisyjax as nj
-from noisyjax.grid import Axis, Sweep
+from noisyjax.sweep import Axis, Sweep
 from sweeps.presets.figures import phase_map, representative_run, run_trajectories
 
 

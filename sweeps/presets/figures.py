@@ -26,8 +26,12 @@ RUN_DIMS = ("seed", "step", "epoch", "sample")
 
 
 def final(da: xr.DataArray) -> xr.DataArray:
-    """A trajectory's last logged value (a per-run variable as it is)."""
-    return da.isel(step=-1) if "step" in da.dims else da
+    """A trajectory's last logged value (a per-run variable as it is); its time axis is the
+    step, or the epoch of a real-image sweep."""
+    for time in ("step", "epoch"):
+        if time in da.dims:
+            return da.isel({time: -1})
+    return da
 
 
 def times(da: xr.DataArray) -> np.ndarray:

@@ -23,8 +23,8 @@ from matplotlib.figure import Figure
 import noisyjax as nj
 from noisyjax.analysis import loglog_fit
 from noisyjax.config import HPARAM_FIELDS
-from noisyjax.grid import Axis, Sweep
 from noisyjax.plots import heatmap
+from noisyjax.sweep import Axis, Sweep
 from noisyjax.theory import kou_boundary_mu_norm
 from sweeps.presets.figures import final
 
@@ -74,8 +74,7 @@ def kou2023() -> tuple[Sweep, Callable]:
 
 def sweep_config(out: Path) -> nj.Config:
     """The resolved static config of the sweep written in `out` (command-line overrides kept)."""
-    cfg = json.loads((out / "config.json").read_text())["sweep"]["cfg"]
-    return nj.Config(**{**cfg, "snapshot_stages": tuple(cfg["snapshot_stages"])})
+    return Sweep.from_dict(json.loads((out / "config.json").read_text())["sweep"]).cfg
 
 
 def replay_margins(cfg: nj.Config, hp: nj.HParams, seed: int) -> np.ndarray:

@@ -16,7 +16,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 import noisyjax as nj
-from noisyjax.grid import Axis, Sweep
+from noisyjax.sweep import Axis, Sweep
 from sweeps.presets.figures import final, mu_norms, with_snr_axis
 
 # Huang et al. (2025): squared ReLU, orthogonal noise, clean data, label-noise GD with p = 0.1.

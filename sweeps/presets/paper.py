@@ -14,7 +14,7 @@ import xarray as xr
 
 import noisyjax as nj
 from noisyjax import analysis, theory, theory_plots
-from noisyjax.grid import Axis, Sweep
+from noisyjax.sweep import Axis, Sweep
 from sweeps.presets.figures import (
     errors_keys_clean,
     phase_map,

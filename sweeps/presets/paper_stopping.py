@@ -6,7 +6,6 @@ Each figure function also writes `summary.json`, the numbers docs/reproduction.m
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import xarray as xr
 
 import noisyjax as nj
 from noisyjax import analysis, theory, theory_plots
-from noisyjax.grid import Axis, Sweep
+from noisyjax.sweep import Axis, Sweep, sweep_of
 from sweeps.presets.figures import errors_keys_clean, spread, times, write_summary
 
 # --- early-stopping --------------------------------------------------------------------------
@@ -86,7 +85,7 @@ def early_stopping_figures(ds: xr.Dataset, out: Path) -> list[Path]:
         if positive.sum() > 2 and np.unique(x[positive]).size >= 2:  # two distinct d/n
             fit = analysis.exp_decay_fit(x, errors[label].ravel())
             fits[label.split(" ")[0]] = fit
-    floor = 0.5 / json.loads(ds.attrs["sweep"])["cfg"]["n_test"]  # half of one test error
+    floor = 0.5 / sweep_of(ds).cfg.n_test  # half of one test error
     paths = [
         theory_plots.errors_vs_ratio(
             ratio,

@@ -9,13 +9,13 @@ import numpy as np
 import xarray as xr
 
 from noisyjax.real.config import RealConfig, RealHParams
-from noisyjax.real.sweep import RealAxis, RealSweep
+from noisyjax.sweep import Axis, Sweep, sweep_of
 
 ATTRIBUTION_TAU = 0.2
 ATTRIBUTION_IMAGES = 6
 
 
-def real_digits() -> tuple[RealSweep, Callable]:
+def real_digits() -> tuple[Sweep, Callable]:
     """Two stages on real images: 8x8 digits 3 vs 8, small CNN, tau in {0, 0.2}, 4 seeds.
 
     Command: python -m sweeps.grid --preset real-digits
@@ -43,11 +43,11 @@ def real_digits() -> tuple[RealSweep, Callable]:
         lr_gamma=0.1,
     )
     hp = RealHParams(lr=0.003, weight_decay=5e-4)
-    sweep = RealSweep("real-digits", cfg, hp, (RealAxis("tau", (0.0, 0.2)),), seeds=4)
+    sweep = Sweep("real-digits", cfg, hp, (Axis("tau", (0.0, 0.2)),), seeds=4)
     return sweep, real_figures
 
 
-def real_cifar2() -> tuple[RealSweep, Callable]:
+def real_cifar2() -> tuple[Sweep, Callable]:
     """The paper's CIFAR-10 experiment: airplane vs automobile, VGG-11, 20% exact flips (GPU/TPU).
 
     Command: python -m sweeps.grid --preset real-cifar2 --set cifar_path=PATH/cifar-10-python.tar.gz
@@ -72,7 +72,7 @@ def real_cifar2() -> tuple[RealSweep, Callable]:
         eval_batch=1000,
     )
     hp = RealHParams(lr=0.01, weight_decay=5e-4)
-    sweep = RealSweep("real-cifar2", cfg, hp, (RealAxis("tau", (0.0, 0.2)),), seeds=3)
+    sweep = Sweep("real-cifar2", cfg, hp, (Axis("tau", (0.0, 0.2)),), seeds=3)
     return sweep, real_figures
 
 
@@ -118,6 +118,4 @@ def attribution_run(ds: xr.Dataset) -> dict[str, float] | None:
 
 
 def _kept(ds: xr.Dataset) -> tuple[str, ...]:
-    import json
-
-    return tuple(json.loads(ds.attrs["sweep"])["cfg"]["snapshot_stages"])
+    return sweep_of(ds).cfg.snapshot_stages

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import xarray as xr
 
 import noisyjax as nj
 from noisyjax import predictions, theory_plots
-from noisyjax.grid import Axis, Sweep
+from noisyjax.sweep import Axis, Sweep, sweep_of
 from sweeps.presets.figures import RUN_DIMS, write_summary
 
 N, D, N_SNR2, TAU = 200, 300, 16.0, 0.3
@@ -71,11 +70,8 @@ def whole_story_figures(ds: xr.Dataset, out: Path) -> list[Path]:
     runs = {f"tau = {tau:g}": noisy}
     if control is not None:
         runs["tau = 0 (control)"] = control
-    cfg = json.loads(ds.attrs["sweep"])["cfg"]
-    title = (
-        f"n={cfg['n']}, d={cfg['d']}, m={cfg['m']}, {cfg['steps']} GD steps, "
-        f"{noisy.sizes['seed']} seeds"
-    )
+    cfg = sweep_of(ds).cfg
+    title = f"n={cfg.n}, d={cfg.d}, m={cfg.m}, {cfg.steps} GD steps, {noisy.sizes['seed']} seeds"
     paths = [theory_plots.story_layout(runs, out / "story.png", title)]
     summary = story_summary(noisy, control if control is not None else noisy)
     return paths + [write_summary(out, summary)]
