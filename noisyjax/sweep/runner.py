@@ -148,7 +148,7 @@ def run_sweep(
                 stray.unlink()  # a write that was cut off: never read, removed
             done, metrics = store.read_chunks(mngr, print_, table.n_runs, verify=True)
         write_json(out / CONFIG, header)
-    done = distributed.broadcast(done)
+    done = np.array(distributed.broadcast(done))  # a writable copy: chunks mark their runs
     todo = np.flatnonzero(~done)
     timing = Timing()
     with tqdm(
