@@ -1,5 +1,7 @@
 """The sweep engine: a run's results depend only on its seed and its own settings."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -77,13 +79,26 @@ def test_shape_axes_equal_separate_runs():
 
 def test_plan_respects_memory_budget_and_device_multiple():
     sweep = Sweep("t", CFG, HP, (Axis("tau", tuple(np.linspace(0, 0.4, 10))),), seeds=3)
-    per_run = SYNTHETIC.bytes_per_run(CFG)
-    plan = nj.plan(sweep, max_memory=5 * per_run, min_chunks=1)
-    assert plan.buckets[0].vector_runs == 5 and plan.buckets[0].chunk_runs == 30
-    plan = nj.plan(sweep, max_memory=per_run // 2)  # outputs get half: fewer runs per chunk
-    outputs = SYNTHETIC.output_bytes(CFG)
-    assert plan.buckets[0].vector_runs == 1
-    assert plan.buckets[0].chunk_runs == max(1, per_run // 2 // (2 * outputs))
+    per_run, outputs = SYNTHETIC.bytes_per_run(CFG), SYNTHETIC.output_bytes(CFG)
+    budget = 5 * per_run + 30 * outputs
+    plan = nj.plan(sweep, max_memory=budget, min_chunks=1)
+    width = budget // (per_run + outputs)  # V runs and their outputs fit
+    room = (budget - per_run * width) // outputs  # the chunk's outputs fill what is left
+    assert plan.buckets[0].vector_runs == min(8, width) >= 5
+    assert plan.buckets[0].chunk_runs == max(1, min(30, room) // width) * width
+    assert plan.summary()["buckets"][0]["bytes_per_chunk"] <= budget
+    plan = nj.plan(sweep, max_memory=per_run + 6 * outputs)  # room for 6 runs' outputs
+    assert plan.buckets[0].vector_runs == 1 and plan.buckets[0].chunk_runs == 6
+    # Less than one run needs, or too wide a vector, or too big a chunk: refused with the
+    # estimate, before anything runs.
+    with pytest.raises(nj.ConfigError, match=r"^max_memory=.* estimated peak"):
+        nj.plan(sweep, max_memory=per_run // 2)
+    with pytest.raises(nj.ConfigError, match="estimated peak"):
+        nj.plan(sweep, max_memory=50 * per_run, vector_runs=100)
+    with pytest.raises(nj.ConfigError, match="estimated peak"):
+        nj.plan(sweep, max_memory=50 * per_run, chunk_runs=10**12)
+    with pytest.raises(nj.ConfigError, match=r"^runs=1000000000 is invalid"):
+        nj.plan(dataclasses.replace(sweep, seeds=10**8))
     plan = nj.plan(sweep, devices=jax.devices() * 4, chunk_runs=6, vector_runs=2)
     assert plan.buckets[0].chunk_runs == 8 and plan.n_chunks == 4
 

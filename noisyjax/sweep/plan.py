@@ -26,6 +26,7 @@ from noisyjax.sweep.spec import RunTable, Sweep, expand
 
 # Default vector width: enough to fill SIMD units on a CPU, wide batches on accelerators.
 VECTOR_RUNS = {"cpu": 8, "default": 256}
+MAX_RUNS = 10_000_000  # runs per sweep: the run table and the results live in host memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,11 +97,7 @@ def default_max_memory(devices: list[jax.Device]) -> int:
     limits = [s.get("bytes_limit") for s in stats]
     if all(limits):
         return int(0.5 * sum(limits))
-    try:
-        host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        host = 8 << 30
-    return int(min(host // 4, 8 << 30))
+    return int(min(host_memory() // 4, 8 << 30))
 
 
 def plan(
@@ -114,11 +111,12 @@ def plan(
 ) -> Plan:
     """Expand the grid and decide buckets, vector width and chunk sizes (nothing is compiled).
 
-    The vector width V is `vector_runs`, or the backend default lowered until V runs fit
-    `max_memory` on every device. A chunk is devices x V x groups runs, with as many groups as
+    `max_memory` is for all local devices together. The vector width V is `vector_runs`, or
+    the backend default lowered until V runs, and their outputs, fit it on every device. A chunk is devices x V x groups runs, with as many groups as
     keep at least `min_chunks` chunks per bucket (progress and resume granularity) and its
     outputs within half the budget; `chunk_runs` overrides it, rounded up to a multiple of
-    devices x V.
+    devices x V. A plan whose estimated peak exceeds the budget, or whose results
+    would not fit half the host memory, is refused (`ConfigError`), before anything runs.
     """
     devices = jax.local_devices() if devices is None else devices
     n_dev = len(devices)
@@ -129,17 +127,51 @@ def plan(
     if budget <= 0:
         fail("max_memory", budget, "a positive size")
     exp = sweep.experiment
+    if sweep.n_runs > MAX_RUNS:
+        fail("runs", sweep.n_runs, f"at most {MAX_RUNS:,} runs per sweep (fewer seeds or values)")
     table = expand(sweep)
     facts = exp.prepare(sweep.cfg)
     default_width = VECTOR_RUNS.get(devices[0].platform, VECTOR_RUNS["default"])
     buckets = []
     for cfg, runs in exp.buckets(sweep.cfg, table):
-        per_run = exp.bytes_per_run(cfg)
-        width = vector_runs or int(max(1, min(default_width, budget // (per_run * n_dev))))
+        per_run, out_bytes = exp.bytes_per_run(cfg), exp.output_bytes(cfg)
+        # V runs in flight on each device, and at least their outputs held: within the budget.
+        fit = budget // ((per_run + out_bytes) * n_dev)
+        width = vector_runs or int(max(1, min(default_width, fit)))
         step = n_dev * width
         wanted = chunk_runs or math.ceil(len(runs) / min_chunks)
-        if chunk_runs is None:  # a chunk's outputs (metrics, snapshots) get half the budget
-            wanted = min(wanted, max(1, budget // (2 * exp.output_bytes(cfg))))
         size = max(1, math.ceil(wanted / step)) * step
+        if chunk_runs is None:  # a chunk's outputs get at most half the budget, and the room
+            room = budget - per_run * width * n_dev  # the vectorized runs leave
+            cap = min(budget // (2 * out_bytes), room // out_bytes) // step * step
+            size = min(size, max(step, cap))
+        peak = per_run * width * n_dev + out_bytes * size  # all devices: `bytes_per_chunk`
+        if peak > budget:
+            what = exp.describe(cfg) | {"vector_runs": width, "chunk_runs": size}
+            fail(
+                "max_memory",
+                gib(budget),
+                f"at least the plan's estimated peak, {gib(peak)} ({what}): "
+                "raise --max-memory, or lower --vector-runs, --chunk-runs or the run's sizes",
+            )
         buckets.append(Bucket(cfg, runs, int(size), int(width), per_run))
+    results = sum(exp.output_bytes(b.cfg) * len(b.runs) for b in buckets)
+    if results > host_memory() // 2:
+        fail(
+            "runs",
+            table.n_runs,
+            f"a sweep whose results fit half the host memory ({gib(results)} estimated, "
+            f"{gib(host_memory())} present): fewer runs, steps or logged points",
+        )
     return Plan(sweep, table, tuple(buckets), n_dev, int(budget), facts)
+
+
+def gib(size: int) -> str:
+    return f"{size / 2**30:.3g} GiB"
+
+
+def host_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
