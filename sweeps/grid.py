@@ -16,6 +16,8 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -25,6 +27,7 @@ from noisyjax.sweep import Sweep, SweepDirError, parse_axis
 from sweeps.overrides import apply_sets, check_heatmap_vars, parse_heatmap, parse_size
 
 EXIT_USAGE = 2
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal's number, as shells report them
 
 
 class UsageError(Exception):
@@ -34,6 +37,13 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, no usage dump
         raise UsageError(message)
+
+
+def out_path(text: str) -> Path:
+    """--out: a non-empty path (an empty one would be the current directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("'' is invalid: allowed a directory path")
+    return Path(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=None, help="seeds per grid cell")
     p.add_argument(
         "--out",
-        type=Path,
+        type=out_path,
         default=None,
         help="sweep directory (default checkpoints/<preset>-<timestamp>)",
     )
@@ -144,7 +154,7 @@ def resolve(args: argparse.Namespace) -> tuple[Sweep, object, list[str]]:
     """The sweep, figure function and heatmap variables the arguments describe (validated)."""
     from sweeps.presets import DEFAULT, PRESETS, on_preset_axes, with_heatmaps
 
-    name = args.preset or DEFAULT
+    name = DEFAULT if args.preset is None else args.preset
     if name not in PRESETS:
         fail("--preset", name, "one of " + ", ".join(sorted(PRESETS)))
     sweep, figures = PRESETS[name]()
@@ -173,6 +183,7 @@ def main(argv: list[str] | None = None, *, cpu_cores_as_devices: bool = False) -
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args.argv = sys.argv[1:] if argv is None else list(argv)  # for the resume hint
         if args.list_presets:
             from sweeps.presets import PRESETS, describe
 
@@ -269,6 +280,12 @@ def execute(
             )
         )
         return 0
+    from noisyjax.sweep.runner import SweepInterrupted, Terminated
+
+    def terminate(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
         run_sweep(
             plan_,
@@ -280,6 +297,19 @@ def execute(
     except SweepDirError as err:
         print(f"sweeps.grid: error: {err}", file=sys.stderr)
         return _exit_now(EXIT_USAGE) if args.distributed else EXIT_USAGE
+    except SweepInterrupted as err:
+        again = resume_command(args.argv, out)
+        print(f"sweeps.grid: {err}; finish with: {again}", file=sys.stderr)
+        code = EXIT_SIGINT if err.signal_name == "SIGINT" else EXIT_SIGTERM
+        return _exit_now(code) if args.distributed else code
+    except OSError as err:  # the file system: a full disk, a vanished or read-only directory
+        where = f" ({err.filename})" if err.filename else ""
+        print(
+            f"sweeps.grid: error: {err.strerror or err}{where}; every stored chunk is kept: "
+            f"finish with: {resume_command(args.argv, out)}",
+            file=sys.stderr,
+        )
+        return _exit_now(1) if args.distributed else 1
     except BaseException:
         if not args.distributed:
             raise
@@ -289,10 +319,37 @@ def execute(
 
         traceback.print_exc()
         _exit_now(1)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if jax.process_index() == 0:
         print(f"wrote {out}")
     distributed.shutdown()
     return 0
+
+
+def resume_command(argv: list[str], out: Path) -> str:
+    """The command that finishes an interrupted sweep: the same arguments, with --out and
+    --resume."""
+    words, skip = [], False
+    for word in argv:
+        if skip:
+            skip = False
+            continue
+        if word == "--out":
+            skip = True
+            continue
+        if word.startswith("--out=") or word == "--resume":
+            continue
+        words.append(word)
+    return " ".join(
+        [
+            "python -m sweeps.grid",
+            *map(shlex.quote, words),
+            "--out",
+            shlex.quote(str(out)),
+            "--resume",
+        ]
+    )
 
 
 def _exit_now(code: int) -> NoReturn:

@@ -112,11 +112,12 @@ def plan(
     """Expand the grid and decide buckets, vector width and chunk sizes (nothing is compiled).
 
     `max_memory` is for all local devices together. The vector width V is `vector_runs`, or
-    the backend default lowered until V runs, and their outputs, fit it on every device. A chunk is devices x V x groups runs, with as many groups as
-    keep at least `min_chunks` chunks per bucket (progress and resume granularity) and its
-    outputs within half the budget; `chunk_runs` overrides it, rounded up to a multiple of
-    devices x V. A plan whose estimated peak exceeds the budget, or whose results
-    would not fit half the host memory, is refused (`ConfigError`), before anything runs.
+    the backend default lowered until V runs, and their outputs, fit it on every device. A
+    chunk is devices x V x groups runs, with as many groups as keep at least `min_chunks`
+    chunks per bucket (progress and resume granularity) and its outputs within half the budget
+    and the room the vectorized runs leave; `chunk_runs` overrides it, rounded up to a
+    multiple of devices x V. A plan whose estimated peak exceeds the budget, or whose results
+    would not fit half the host memory, is refused (`ConfigError`) before anything runs.
     """
     devices = jax.local_devices() if devices is None else devices
     n_dev = len(devices)

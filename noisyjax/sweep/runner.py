@@ -7,7 +7,10 @@ labelled results are written before any figure is drawn.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
+import json
 import os
 import platform
 import sys
@@ -42,6 +45,47 @@ PACKAGES = (
 )
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the sweep was (the CLI installs the handler)."""
+
+
+class SweepInterrupted(Exception):
+    """A sweep stopped by SIGINT or SIGTERM after storing `stored` of `chunks` chunks; every
+    stored chunk is complete, so `--resume` finishes it."""
+
+    def __init__(self, out: Path, stored: int, chunks: int, signal_name: str) -> None:
+        super().__init__(f"interrupted ({signal_name}) after {stored} of {chunks} chunks")
+        self.out, self.stored, self.chunks, self.signal_name = out, stored, chunks, signal_name
+
+
+@contextlib.contextmanager
+def writer_lock(out: Path):
+    """Hold an exclusive OS lock (`flock`) on the sweep directory while the sweep writes it; a
+    second writer is refused, told who holds it (config.json's `writer`). On a file system
+    without locks (some network mounts) the sweep runs unlocked, with one warning line."""
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = "another process"
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                w = json.loads((out / CONFIG).read_text())["writer"]
+                holder = f"process {w['pid']} on {w['host']} (since {w['since']})"
+            raise SweepDirError(
+                f"--out {str(out)!r} is being written by {holder}: allowed one writer at a "
+                "time; wait for it to end, or use another --out"
+            ) from None
+        except OSError as err:
+            print(
+                f"warning: {str(out)!r} cannot be locked ({err.strerror}); running unlocked",
+                file=sys.stderr,
+            )
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def check_out_dir(out: Path, *, resume: bool, print_: str) -> None:
     """Refuse an output directory that cannot be used, before anything is written."""
     if out.exists() and not out.is_dir():
@@ -53,8 +97,6 @@ def check_out_dir(out: Path, *, resume: bool, print_: str) -> None:
                 f"--resume {str(out)!r} has no {CONFIG}: allowed the directory "
                 "of an interrupted sweep"
             )
-        import json
-
         try:
             previous = json.loads(config.read_text())["fingerprint"]
         except (ValueError, KeyError, TypeError, OSError) as err:
@@ -125,12 +167,30 @@ def run_sweep(
     In a multi-process run every process calls this; each runs its share of the chunks and
     process 0 writes all files.
     """
-    sweep, table = plan.sweep, plan.table
-    print_ = fingerprint(sweep, numerics(plan))
+    print_ = fingerprint(plan.sweep, numerics(plan))
     lead = jax.process_index() == 0
-    if lead:
-        check_out_dir(out, resume=resume, print_=print_)
-        out.mkdir(parents=True, exist_ok=True)
+    if not lead:
+        for _ in distributed.share(plan, _todo(plan, None), run_chunks, Timing()):
+            pass
+        return xr.Dataset()
+    check_out_dir(out, resume=resume, print_=print_)
+    out.mkdir(parents=True, exist_ok=True)
+    with writer_lock(out):
+        check_out_dir(out, resume=resume, print_=print_)  # again, now that it is ours
+        return _run_locked(plan, out, print_, resume=resume, figures=figures, progress=progress)
+
+
+def _todo(plan: Plan, done: np.ndarray | None) -> np.ndarray:
+    """The runs still to do, as process 0 decided them (broadcast to every process)."""
+    done = np.zeros(plan.table.n_runs, bool) if done is None else done
+    return np.flatnonzero(~np.array(distributed.broadcast(done)))
+
+
+def _run_locked(
+    plan: Plan, out: Path, print_: str, *, resume: bool, figures: Figures | None, progress: bool
+) -> xr.Dataset:
+    """`run_sweep` on process 0, holding the directory's lock."""
+    sweep, table = plan.sweep, plan.table
     header = {
         "fingerprint": print_,
         "sweep": sweep.to_dict(),
@@ -138,28 +198,27 @@ def run_sweep(
         "environment": environment(),
         "status": "running",
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "writer": {
+            "pid": os.getpid(),
+            "host": platform.node(),
+            "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        },
     }
     done = np.zeros(table.n_runs, bool)
     metrics: dict[str, np.ndarray] = {}
-    mngr = store.manager(out, sweep.experiment.stages) if lead else None
-    if lead:
-        if resume:
-            for stray in out.glob(".*.tmp"):
-                stray.unlink()  # a write that was cut off: never read, removed
-            done, metrics = store.read_chunks(mngr, print_, table.n_runs, verify=True)
-        write_json(out / CONFIG, header)
-    done = np.array(distributed.broadcast(done))  # a writable copy: chunks mark their runs
-    todo = np.flatnonzero(~done)
+    mngr = store.manager(out, sweep.experiment.stages)
+    if resume:
+        for stray in out.glob(".*.tmp"):
+            stray.unlink()  # a write that was cut off: never read, removed
+        done, metrics = store.read_chunks(mngr, print_, table.n_runs, verify=True)
+    write_json(out / CONFIG, header)
+    todo = _todo(plan, done)
     timing = Timing()
-    with tqdm(
-        total=len(todo),
-        unit="run",
-        desc=sweep.name,
-        disable=not (progress and lead),
-        dynamic_ncols=True,
-    ) as bar:
-        for runs_C, chunk, snapshots in distributed.share(plan, todo, run_chunks, timing):
-            if lead:
+    try:
+        with tqdm(
+            total=len(todo), unit="run", desc=sweep.name, disable=not progress, dynamic_ncols=True
+        ) as bar:
+            for runs_C, chunk, snapshots in distributed.share(plan, todo, run_chunks, timing):
                 store.save_chunk(mngr, runs_C, chunk, snapshots, chunk_meta(plan, runs_C, chunk))
                 faults.reach("checkpoint")
                 for k, v in chunk.items():
@@ -167,9 +226,13 @@ def run_sweep(
                         metrics[k] = np.zeros((table.n_runs,) + v.shape[1:], v.dtype)
                     metrics[k][runs_C] = v
                 done[runs_C] = True
-            bar.update(len(runs_C))
-    if not lead:
-        return xr.Dataset()
+                bar.update(len(runs_C))
+    except (KeyboardInterrupt, Terminated) as err:
+        mngr.wait_until_finished()  # what was queued is committed: resume keeps it
+        stored = len(store.saved_runs(mngr))
+        mngr.close()
+        name = "SIGINT" if isinstance(err, KeyboardInterrupt) else "SIGTERM"
+        raise SweepInterrupted(out, stored, plan.n_chunks, name) from None
     mngr.wait_until_finished()  # every chunk is on disk before results are declared
     stored = np.zeros(table.n_runs, bool)
     for runs in store.saved_runs(mngr).values():
@@ -180,6 +243,7 @@ def run_sweep(
             f"sweep {str(out)!r} is missing {int((~(done & stored)).sum())} runs after "
             "running: rerun with --resume"
         )
+    del header["writer"]
     header.update(status="complete", timing={"compile_s": timing.compile_s, "run_s": timing.run_s})
     ds = store.to_dataset(
         sweep,

@@ -210,12 +210,24 @@ def expand(sweep: Sweep) -> RunTable:
         else:
             columns[axis.name] = values.astype(columns[axis.name].dtype)
     columns |= exp.derive(derived, columns)
-    for field in exp.hparam_fields:
+    dtype = np.dtype(getattr(sweep.cfg, "dtype", "float32"))
+    # Fields set directly first: a bad sigma_p is named as such, not through the mu_norm it sets.
+    for field in sorted(exp.hparam_fields, key=lambda f: f in source):
         for value in first_seen(columns[field]):
             try:
                 dataclasses.replace(sweep.hp, **{field: float(value)})
+                check_representable(field, float(value), dtype)
             except ConfigError as err:
-                raise ConfigError(renamed(err, field, source.get(field, field))) from None
+                name = source.get(field, field)
+                if name == field:
+                    raise
+                # A derived axis: name it, with its own value and what it set.
+                k = next(k for k, a in enumerate(sweep.axes) if a.name == name)
+                run = int(np.flatnonzero(np.isclose(columns[field], value, equal_nan=True))[0])
+                given = float(np.asarray(sweep.axes[k].values)[index[run, k]])
+                allowed = str(err).split(" is invalid: allowed ", 1)[1]
+                sets = "" if given == value else f"it sets {field}={value!r}, "
+                raise ConfigError(f"{name}={given!r} is invalid: {sets}allowed {allowed}") from None
     if exp.shape_axes:
         shapes = np.stack([columns[k] for k in exp.shape_axes], axis=1)
         for row in first_seen(shapes):
@@ -236,7 +248,13 @@ def first_seen(values: np.ndarray) -> np.ndarray:
     return values[np.sort(first)]
 
 
-def renamed(err: ConfigError, field: str, name: str) -> str:
-    """A one-line error about `field` reworded to name the axis `name` that set it."""
-    text = str(err)
-    return name + text[len(field) :] if text.startswith(field + "=") else text
+def check_representable(field: str, value: float, dtype: np.dtype) -> None:
+    """A value must survive the run's dtype: no underflow to 0 (or to a subnormal, which has
+    lost its precision), no overflow to inf."""
+    info = np.finfo(dtype)
+    if value != 0 and not info.tiny <= abs(value) <= info.max:
+        fail(
+            field,
+            value,
+            f"0 or a magnitude in [{info.tiny:.3g}, {info.max:.3g}], what {dtype.name} holds",
+        )

@@ -59,10 +59,17 @@ def atomic_path(path: Path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would ignore the user's umask
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # read it (there is no other way), then put it back
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
