@@ -105,7 +105,7 @@ def test_corrupted_checkpoint_and_results_are_detected_and_redone(reference, tmp
         if path.is_file() and path.name != "commit_success.txt":
             path.write_bytes(b"\x00garbage")
     (out / "results.nc").write_bytes(b"not a netCDF file")
-    with pytest.raises(nj.SweepDirError, match="results.nc is unreadable"):
+    with pytest.raises(nj.SweepDirError, match="results.nc does not match its checksum"):
         nj.load_sweep(out)
     (out / "results.nc").unlink()
     resume(out)

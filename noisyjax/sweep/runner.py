@@ -252,6 +252,7 @@ def _run_locked(
         {"fingerprint": print_, "sweep": sweep.to_dict(), **header["environment"]},
     )
     store.write_dataset(ds, out / RESULTS)
+    header["results_sha256"] = store.file_checksum(out / RESULTS)  # `load_sweep` checks it
     write_json(out / CONFIG, header)  # results and status are final before any figure
     if figures is not None:
         drawn, skipped = draw_figures(figures, ds, out)

@@ -287,13 +287,30 @@ def write_dataset(ds: xr.Dataset, path: Path) -> None:
         faults.reach("results-write")
 
 
+def file_checksum(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def load_sweep(directory: str | os.PathLike) -> xr.Dataset:
-    """The labelled results of a finished sweep directory."""
+    """The labelled results of a finished sweep directory, checked against the checksum that
+    config.json recorded for them (when it has one)."""
     path = Path(directory) / RESULTS
     if not path.is_file():
         raise SweepDirError(
             f"sweep directory {str(directory)!r} has no {RESULTS}: allowed a "
             "directory written by a finished `python -m sweeps.grid`"
+        )
+    recorded = None
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+        recorded = json.loads((Path(directory) / CONFIG).read_text()).get("results_sha256")
+    if recorded is not None and file_checksum(path) != recorded:
+        raise SweepDirError(
+            f"sweep directory {str(directory)!r}: {RESULTS} does not match its checksum in "
+            f"{CONFIG}: allowed an unaltered results file; delete it and rerun with --resume"
         )
     try:
         return xr.load_dataset(path, engine="h5netcdf")
