@@ -30,6 +30,20 @@ Chunk = tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]
 class Timing:
     compile_s: float = 0.0
     run_s: float = 0.0
+    xla_bytes: list[int] = dataclasses.field(default_factory=list)  # per compiled program
+
+
+def xla_bytes(compiled) -> int | None:
+    """XLA's own count of a compiled program's device memory (arguments, outputs, temporaries),
+    or None where the backend does not report it."""
+    try:
+        stats = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001  not every backend implements it
+        return None
+    if stats is None:
+        return None
+    fields = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes")
+    return int(sum(getattr(stats, f, 0) or 0 for f in fields))
 
 
 def run_sharding(devices: list[jax.Device]) -> NamedSharding:
@@ -95,6 +109,7 @@ def run_chunks(
                 t0 = time.perf_counter()
                 compiled = fn.lower(args, shared).compile()
                 timing.compile_s += time.perf_counter() - t0
+                check_fits(xla_bytes(compiled), plan_, bucket, len(devices), timing)
             t0 = time.perf_counter()
             out = jax.device_get(compiled(args, shared))
             timing.run_s += time.perf_counter() - t0
@@ -104,6 +119,25 @@ def run_chunks(
                 lambda v, c=count: np.asarray(v).reshape((-1,) + v.shape[2:])[:c], out
             )
             yield runs_C, pad_samples(metrics, n_max), snapshots
+
+
+def check_fits(need: int | None, plan_: Plan, bucket: Bucket, n_dev: int, timing: Timing) -> None:
+    """Refuse a compiled chunk program that XLA says needs more than the budget (before it
+    runs), and record XLA's count for config.json."""
+    if need is None:
+        return
+    timing.xla_bytes.append(need)
+    if need * n_dev > plan_.max_memory:
+        from noisyjax.config import fail
+        from noisyjax.sweep.plan import gib
+
+        fail(
+            "max_memory",
+            gib(plan_.max_memory),
+            f"at least XLA's own count for the compiled chunk, {gib(need * n_dev)} (estimated "
+            f"{gib(bucket.bytes_per_run * bucket.vector_runs * n_dev)} for the runs in flight): "
+            "raise --max-memory, or lower --chunk-runs or --vector-runs",
+        )
 
 
 def chunk_template(plan_: Plan, bucket: Bucket) -> tuple[dict, dict]:

@@ -244,7 +244,11 @@ def _run_locked(
             "running: rerun with --resume"
         )
     del header["writer"]
-    header.update(status="complete", timing={"compile_s": timing.compile_s, "run_s": timing.run_s})
+    header.update(
+        status="complete",
+        timing={"compile_s": timing.compile_s, "run_s": timing.run_s},
+        **({"xla_bytes": timing.xla_bytes} if timing.xla_bytes else {}),
+    )
     ds = store.to_dataset(
         sweep,
         table,

@@ -226,7 +226,7 @@ def expand(sweep: Sweep) -> RunTable:
                 run = int(np.flatnonzero(np.isclose(columns[field], value, equal_nan=True))[0])
                 given = float(np.asarray(sweep.axes[k].values)[index[run, k]])
                 allowed = str(err).split(" is invalid: allowed ", 1)[1]
-                sets = "" if given == value else f"it sets {field}={value!r}, "
+                sets = "" if given == value else f"it sets {field}={float(value)!r}, "
                 raise ConfigError(f"{name}={given!r} is invalid: {sets}allowed {allowed}") from None
     if exp.shape_axes:
         shapes = np.stack([columns[k] for k in exp.shape_axes], axis=1)
