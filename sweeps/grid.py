@@ -5,7 +5,8 @@ Examples:
   python -m sweeps.grid --list-presets
   python -m sweeps.grid --preset stage-phase --axis tau=lin:0:0.4:9 --seeds 5 --dry-run
   python -m sweeps.grid --set steps=1000 --set eta=0.1 --out checkpoints/mine
-  python -m sweeps.grid --out checkpoints/mine --resume   # finish an interrupted sweep
+  python -m sweeps.grid --out checkpoints/mine --resume   # finish an interrupted sweep (as
+                                                          # config.json recorded it)
 
 Bad input prints one line naming the problem and exits with status 2, writing nothing.
 """
@@ -154,6 +155,13 @@ def resolve(args: argparse.Namespace) -> tuple[Sweep, object, list[str]]:
     """The sweep, figure function and heatmap variables the arguments describe (validated)."""
     from sweeps.presets import DEFAULT, PRESETS, on_preset_axes, with_heatmaps
 
+    stored = recorded_sweep(args)
+    if stored is not None:  # --resume with nothing else: the sweep config.json recorded
+        sweep = Sweep.from_dict(stored["sweep"])
+        if sweep.name not in PRESETS:  # made in Python: resumed without the preset's figures
+            return sweep, None, []
+        preset_sweep, figures = PRESETS[sweep.name]()
+        return sweep, on_preset_axes(figures, tuple(a.name for a in preset_sweep.axes)), []
     name = DEFAULT if args.preset is None else args.preset
     if name not in PRESETS:
         fail("--preset", name, "one of " + ", ".join(sorted(PRESETS)))
@@ -174,6 +182,18 @@ def resolve(args: argparse.Namespace) -> tuple[Sweep, object, list[str]]:
     if heatmaps:
         figures = with_heatmaps(figures, heatmaps)
     return sweep, figures, [var for var, _, _ in heatmaps]
+
+
+def recorded_sweep(args: argparse.Namespace) -> dict | None:
+    """config.json of the sweep to resume, when --resume is given without any option that
+    defines a sweep (then the recorded one is resumed as it was); None otherwise."""
+    defining = (args.preset, args.axis, args.set, args.seeds, args.engine, args.heatmap)
+    if not args.resume or args.out is None or any(defining):
+        return None
+    try:
+        return json.loads((args.out / "config.json").read_text())
+    except (OSError, ValueError):
+        return None  # the runner refuses such a directory, in one line
 
 
 def main(argv: list[str] | None = None, *, cpu_cores_as_devices: bool = False) -> int:
@@ -259,9 +279,12 @@ def execute(
     precision = args.matmul_precision or ("highest" if jax.default_backend() == "tpu" else None)
     if precision and precision != "default":
         jax.config.update("jax_default_matmul_precision", precision)
-    plan_ = plan(
-        sweep, max_memory=max_memory, chunk_runs=args.chunk_runs, vector_runs=args.vector_runs
-    )
+    vector_runs = args.vector_runs
+    stored = recorded_sweep(args) if args.resume else None
+    if vector_runs is None and stored is not None:  # the widths decide the rounding: keep them
+        widths = {b["vector_runs"] for b in stored.get("plan", {}).get("buckets", [])}
+        vector_runs = widths.pop() if len(widths) == 1 else None
+    plan_ = plan(sweep, max_memory=max_memory, chunk_runs=args.chunk_runs, vector_runs=vector_runs)
     if heatmap_vars:  # the outputs of the planned program, traced (not compiled or run)
         check_heatmap_vars(heatmap_vars, set(chunk_template(plan_, plan_.buckets[0])[0]))
     out = args.out if args.out is not None else default_out(sweep)
