@@ -16,7 +16,7 @@ import pytest
 from scipy import stats
 
 import noisyjax as nj
-from noisyjax import wishart
+from noisyjax.engines import wishart
 
 HP = nj.HParams(eta=0.2, tau_plus=0.2, tau_minus=0.2, mu_norm=2.5, sigma_p=1.0, sigma_0=0.01)
 DISCRETE = {  # metrics that count samples: a float32 rounding can move one sample or one pair
