@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from noisyjax.config import Config, HParams, Sizes
+from noisyjax.config import Config, HParams, Sizes, fail
 from noisyjax.data import Batch, realized_rates
 from noisyjax.decomposition import (
     Geometry,
@@ -70,16 +70,23 @@ class TrainState(NamedTuple):
         return from_coordinates(self.params[engine.weights], geom, train.y_obs)
 
 
+def uses_step_keys(cfg: Config) -> bool:
+    """Whether a run draws randomness at every step: minibatches (sgd) or label-noise GD."""
+    return cfg.optimizer == "sgd" or cfg.label_noise_gd
+
+
 def optimizer(cfg: Config, eta: jax.Array) -> optax.GradientTransformation:
     """Constant-step GD/SGD (the theory) or Adam; eta may be traced, so build inside the trace."""
     return optax.adam(eta) if cfg.optimizer == "adam" else optax.sgd(eta)
 
 
 def step_labels_and_weights(
-    key: jax.Array, train: AnyBatch, cfg: Config, hp: HParams
+    key: jax.Array | None, train: AnyBatch, cfg: Config, hp: HParams
 ) -> tuple[jax.Array, jax.Array]:
-    """Labels this step trains on and per-sample loss weights (1/n, or 1/B on a minibatch)."""
-    k_relabel, k_batch = jax.random.split(key)
+    """Labels this step trains on and per-sample loss weights (1/n, or 1/B on a minibatch).
+
+    `key` is this step's key; None on runs that draw nothing per step (`uses_step_keys`)."""
+    k_relabel, k_batch = jax.random.split(key) if uses_step_keys(cfg) else (None, None)
     labels_N = train.y_obs
     if cfg.label_noise_gd:  # label-noise GD: fresh independent flips at every step
         flip_N = jax.random.bernoulli(k_relabel, hp.relabel_rate, labels_N.shape)
@@ -118,9 +125,8 @@ def train_step(
 ) -> TrainState:
     """One optimisation step with the coefficient bookkeeping of docs/science.md section 4,
     after checking the stage markers on the state it starts from (`noisyjax.stages`)."""
-    labels_N, weight_N = step_labels_and_weights(
-        jax.random.fold_in(key, state.step), train, cfg, hp
-    )
+    step_key = jax.random.fold_in(key, state.step) if uses_step_keys(cfg) else None
+    labels_N, weight_N = step_labels_and_weights(step_key, train, cfg, hp)
     f_N, backward = engine.forward(state.params, train, cfg)
     z_N = labels_N * f_N
     loss = jnp.sum(weight_N * jax.nn.softplus(-z_N))  # logistic loss l(z) = log(1 + e^-z)
@@ -216,10 +222,21 @@ def fit(
     the coefficients {"c": C} of W(t) = W(0) + C V, which `noisyjax.engines.filters` rebuilds).
     Returns the final state (with its stage transitions and snapshots) and a dict of metrics:
     trajectories with leading axis cfg.n_logs (step 0 included), and per-run scalars for the
-    stage transitions (`noisyjax.stages.summary`). `key` drives minibatches and label-noise GD;
-    plain GD ignores it. `val` (optional) is a held-out set with noisy labels (val_err metrics).
+    stage transitions (`noisyjax.stages.summary`).
+
+    Args:
+      key: drives the per-step randomness: minibatches (optimizer "sgd") and label-noise GD
+        need one, and a missing key there is a `ConfigError`; full-batch GD (and Adam) draws
+        nothing per step and ignores it.
+      val: an optional held-out set with noisy labels (val_err metrics).
     """
-    key = jax.random.key(0) if key is None else key
+    if key is None and uses_step_keys(cfg):
+        fail(
+            "key",
+            key,
+            "a JAX random key (jax.random.key(seed)) with optimizer 'sgd' or label_noise_gd, "
+            "which draw per-step randomness",
+        )
     engine = get(cfg.step_engine)
     params, train, test, val = engine.prepare(params, train, test, val)
     geom = geometry(train, cfg)
