@@ -114,7 +114,7 @@ def evaluated_wrong(state: TrainState, test: AnyBatch, cfg: Config) -> dict[str,
 
 def train_step(
     state: TrainState,
-    key: jax.Array,
+    key: jax.Array | None,
     train: AnyBatch,
     test: AnyBatch,
     geom: Geometry,
