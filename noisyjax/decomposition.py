@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from noisyjax.config import Config
 from noisyjax.data import Batch
-from noisyjax.engines import AnyBatch, mu_norm2_and_noise_gram
+from noisyjax.engines import AnyBatch, get
 from noisyjax.model import SIGNS_J
 
 
@@ -34,8 +34,9 @@ class Geometry(NamedTuple):
 
 
 def geometry(train: AnyBatch, cfg: Config) -> Geometry:
-    """Norms and Gram matrices that the coefficient updates and gradient norms need."""
-    mu_norm2, gram_NN, mu_xi_N = mu_norm2_and_noise_gram(train)
+    """Norms and Gram matrices that the coefficient updates and gradient norms need, from a
+    training set as the engine of `cfg` prepared it."""
+    mu_norm2, gram_NN, mu_xi_N = get(cfg.step_engine).train_grams(train)
     xi_norm2_N = jnp.where(train.mask, jnp.diagonal(gram_NN), 1.0)
     basis_KD = basis_chol_KK = None
     if not cfg.exact_recursion:  # projected optimizers run on the dense engine only

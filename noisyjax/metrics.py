@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from noisyjax.config import Config, HParams
 from noisyjax.decomposition import Geometry, step_norms
-from noisyjax.engines import AnyBatch, forward, outputs
+from noisyjax.engines import AnyBatch, get
 from noisyjax.model import Params
 
 LOG2 = math.log(2.0)
@@ -83,7 +83,7 @@ def test_error_counts(params: Params, test: AnyBatch, cfg: Config) -> dict[str, 
 
     Counts, not fractions: the stage markers compare them (t_best), and a count is the same
     integer whatever way a compiler rounds the division by the test-set size."""
-    f_N = outputs(params, test, cfg)
+    f_N = get(cfg.step_engine).outputs(params, test, cfg)
     return {
         "test_err": jnp.sum((test.y * f_N <= 0) & test.mask, dtype=jnp.int32),
         "test_err_noisy_labels": jnp.sum((test.y_obs * f_N <= 0) & test.mask, dtype=jnp.int32),
@@ -126,7 +126,8 @@ def measure(
     grad_*_norm are the norms of the full-batch GD step (observed labels, step eta) taken from
     this state, whichever optimizer trains the run.
     """
-    f_N, backward = forward(params, train, cfg)
+    engine = get(cfg.step_engine)
+    f_N, backward = engine.forward(params, train, cfg)
     z_N = train.y_obs * f_N
     loss_N = jax.nn.softplus(-z_N)
     correct_N = (z_N > 0).astype(z_N.dtype)
@@ -138,7 +139,8 @@ def measure(
     weight_N = train.mask.astype(z_N.dtype) / jnp.sum(train.mask).astype(z_N.dtype)
     grads, dc_JMK = backward(weight_N * train.y_obs * -jax.nn.sigmoid(-z_N))
     eta = jnp.asarray(hp.eta, z_N.dtype)
-    moved_JMK = -eta * grads["p"] if "p" in grads else None
+    moved_JMK = engine.moved_projections(grads)  # dC G, where the engine carries P = <W, V>
+    moved_JMK = None if moved_JMK is None else -eta * moved_JMK
     grad_signal, grad_noise = step_norms(-eta * dc_JMK, geom, moved_JMK)
     return {
         "train_loss": masked_mean(loss_N, train.mask),

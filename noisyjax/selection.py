@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import numpy as np
 import xarray as xr
 
@@ -125,12 +126,19 @@ def selection_metrics(ds: xr.Dataset, tau_hats: tuple[float, ...]) -> xr.Dataset
 
 
 def train_on_subset(
-    params: Params, train: Batch, test: Batch, keep_N, cfg: Config, hp: HParams
+    params: Params,
+    train: Batch,
+    test: Batch,
+    keep_N,
+    cfg: Config,
+    hp: HParams,
+    key: jax.Array | None = None,
 ) -> tuple[TrainState, Metrics]:
     """Train from `params` on the kept samples only (the others get zero weight in the loss).
 
     The training batch's `mask` is what `noisyjax.fit` averages the loss over, so this is
-    training from scratch on the selected set, with the same data, init and test set.
-    Not jitted: wrap it in `jax.jit` (with `cfg` static) or `vmap` over runs as needed.
+    training from scratch on the selected set, with the same data, init and test set. `key` is
+    `fit`'s: needed with minibatches or label-noise GD. Not jitted: wrap it in `jax.jit` (with
+    `cfg` static) or `vmap` over runs as needed.
     """
-    return fit(params, train._replace(mask=train.mask & keep_N), test, cfg, hp)
+    return fit(params, train._replace(mask=train.mask & keep_N), test, cfg, hp, key=key)

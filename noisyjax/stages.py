@@ -38,7 +38,7 @@ import jax.numpy as jnp
 
 from noisyjax.config import TRANSITION_NAMES, Config
 from noisyjax.decomposition import Geometry
-from noisyjax.engines import AnyBatch
+from noisyjax.engines import AnyBatch, Engine, get, of_params
 from noisyjax.metrics import LOG2, auroc, error_rates, masked_mean
 
 NEVER = -1
@@ -64,17 +64,18 @@ TEST_ERRORS = ("test_err", "test_err_noisy_labels")
 class Snapshot(NamedTuple):
     """What defines a run at one step: its trainable parameters and the decomposition.
 
-    `w` is the filters W (J, M, D) on the dense engine and the coefficients C (J, M, N + 1) of
-    W = W(0) + C [mu; xi_1..xi_N] on the gram and wishart engines (`noisyjax.engines`); `b` is
-    the bias (zero without one). Inside the loop gamma and rho are None where the training state
-    does not carry them; `noisyjax.train.fit` fills them in from C.
+    `w` is what the engine trains (`Engine.weights`): the filters W (J, M, D) on the dense engine
+    and the coefficients C (J, M, N + 1) of W = W(0) + C [mu; xi_1..xi_N] on the gram and wishart
+    engines (`noisyjax.engines`); `b` is the bias (zero without one). The same arrays on every
+    engine; inside the loop of an engine that reads gamma and rho off C they are zeros, and
+    `noisyjax.train.fit` fills them in from C.
     """
 
     w: jax.Array  # (J, M, D) or (J, M, K)
     b: jax.Array  # (J, M)
-    gamma: jax.Array | None  # (J, M)
-    rho_bar: jax.Array | None  # (J, M, N)
-    rho_under: jax.Array | None  # (J, M, N)
+    gamma: jax.Array  # (J, M)
+    rho_bar: jax.Array  # (J, M, N)
+    rho_under: jax.Array  # (J, M, N)
     step: jax.Array  # () int32
 
 
@@ -96,9 +97,11 @@ class Stages(NamedTuple):
     snapshots: dict[str, Snapshot]  # for the markers in cfg.snapshot_stages
 
 
-def snapshot_of(state) -> Snapshot:
+def snapshot_of(state, engine: Engine | None = None) -> Snapshot:
+    """The snapshot of a training state on `engine` (by default the registered engine whose
+    weights `state.params` hold, `noisyjax.engines.of_params`)."""
     params = state.params
-    w = params["w"] if "w" in params else params["c"]
+    w = params[(of_params(params) if engine is None else engine).weights]
     b = params["b"] if "b" in params else jnp.zeros(w.shape[:2], w.dtype)
     return Snapshot(w, b, state.gamma, state.rho_bar, state.rho_under, state.step)
 
@@ -118,7 +121,7 @@ def init_stages(state, cfg: Config, train: AnyBatch, test: AnyBatch) -> Stages:
         wrong={name: unknown for name in TEST_ERRORS},
         best_wrong=unknown,
         snapshots={
-            t: snapshot_of(state)._replace(step=never)
+            t: snapshot_of(state, get(cfg.step_engine))._replace(step=never)
             for t in TRANSITIONS
             if t in cfg.snapshot_stages
         },
@@ -217,8 +220,9 @@ def observe(
     step is taken.
     """
     t = state.step
+    engine = get(cfg.step_engine)
     test_err = error_rates(wrong, test)
-    gamma_JM, rho_bar_JMN, _ = state.decomposition(geom, train)
+    gamma_JM, rho_bar_JMN, _ = state.decomposition(engine, geom, train)
     values = probe(gamma_JM, rho_bar_JMN, z_N, train, test_err)
     new = {
         name: (stages.times[name] == NEVER) & hit
@@ -229,7 +233,7 @@ def observe(
     def pick(n, a, b):
         return jax.tree.map(lambda u, v: jnp.where(n, u, v), a, b)
 
-    current = snapshot_of(state)
+    current = snapshot_of(state, engine)
     return Stages(
         times={name: jnp.where(new[name], t, stages.times[name]) for name in TRANSITIONS},
         probes={name: pick(new[name], values, stages.probes[name]) for name in TRANSITIONS},

@@ -3,9 +3,10 @@
 `fit` trains caller-supplied weights on caller-supplied data; `make_train(cfg)` closes over the
 static config and returns a pure `train(key, hp, sizes=None)` that samples data and weights from
 the key (`sample_run`) and calls `fit`. Neither is jitted: callers compose `jit`, `vmap` and
-sharding. Every engine runs this loop; an engine only supplies the output and the pull back of
-its gradient onto the parameters and onto the step's coordinates in [mu; xi_1..xi_N]
-(`noisyjax.engines.forward`).
+sharding. Every engine runs this loop: it looks the engine's record up once
+(`noisyjax.engines.get(cfg.step_engine)`) and calls its functions to sample and prepare the run,
+for the output and the pull back of its gradient onto the parameters and onto the step's
+coordinates in [mu; xi_1..xi_N], and for those coordinates given the optimizer's update.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from noisyjax import wishart
-from noisyjax.config import Config, HParams, Sizes
-from noisyjax.data import Batch, realized_rates, sample
+from noisyjax.config import Config, HParams, Sizes, fail
+from noisyjax.data import Batch, realized_rates
 from noisyjax.decomposition import (
     Geometry,
     coefficient_increments,
@@ -29,9 +29,9 @@ from noisyjax.decomposition import (
     step_norms,
     subset_noise_norm,
 )
-from noisyjax.engines import AnyBatch, forward, outputs, to_gram
+from noisyjax.engines import AnyBatch, Engine, get
 from noisyjax.metrics import measure, test_error_counts
-from noisyjax.model import SIGNS_J, Params, init_params
+from noisyjax.model import SIGNS_J, Params
 from noisyjax.stages import NEVER, Stages, StepParts, init_stages, observe, summary
 
 Metrics = dict[str, jax.Array]
@@ -40,35 +40,39 @@ Metrics = dict[str, jax.Array]
 class TrainState(NamedTuple):
     """The scan carry: weights, optimizer state and the exact decomposition coefficients.
 
-    Inside the loop of a gram or wishart run gamma and rho are not carried (None): they are
-    read off the coefficients C (`noisyjax.decomposition.from_coordinates`). The
-    state `fit` returns always has them.
+    Every field is an array (or a tree of arrays) on every engine and configuration, inside the
+    loop too; only `params` and `opt_state` hold the engine's own representation (W, or C and
+    P). An engine that accumulates gamma and rho (`Engine.accumulates`, dense) keeps them up to
+    date step by step; on the others (gram, wishart) they are zeros inside the loop and are read
+    off the coefficients C where needed (`decomposition`, exact). The state `fit` returns holds
+    them on every engine.
     """
 
     params: Params
     opt_state: Any
-    gamma: jax.Array | None  # (J, M)
-    rho_bar: jax.Array | None  # (J, M, N): rho where j = y_obs_i (>= 0 under GD)
-    rho_under: jax.Array | None  # (J, M, N): rho where j = -y_obs_i (<= 0 under GD)
+    gamma: jax.Array  # (J, M)
+    rho_bar: jax.Array  # (J, M, N): rho where j = y_obs_i (>= 0 under GD)
+    rho_under: jax.Array  # (J, M, N): rho where j = -y_obs_i (<= 0 under GD)
     step: jax.Array  # () int32
-    stages: Stages | None = None  # transition times, probes and snapshots
+    stages: Stages | None = None  # transition times, probes and snapshots (set by `init_state`)
     diverged_at: jax.Array | None = None  # () int32: first step with a non-finite loss, or -1
 
     @property
     def rho(self) -> jax.Array:
         return self.rho_bar + self.rho_under
 
-    def decomposition(self, geom: Geometry, train: AnyBatch) -> tuple[jax.Array, ...]:
-        """(gamma, rho_bar, rho_under): the carried ones, else read off C."""
-        if self.rho_bar is not None:
+    def decomposition(
+        self, engine: Engine, geom: Geometry, train: AnyBatch
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """(gamma, rho_bar, rho_under): the accumulated ones, else read off C."""
+        if engine.accumulates:
             return self.gamma, self.rho_bar, self.rho_under
-        return from_coordinates(self.params["c"], geom, train.y_obs)
+        return from_coordinates(self.params[engine.weights], geom, train.y_obs)
 
 
-def carries_decomposition(cfg: Config) -> bool:
-    """Whether gamma and rho are accumulated step by step (the dense engine); the gram and
-    wishart engines read them off the coefficients C (`from_coordinates`)."""
-    return cfg.step_engine == "dense"
+def uses_step_keys(cfg: Config) -> bool:
+    """Whether a run draws randomness at every step: minibatches (sgd) or label-noise GD."""
+    return cfg.optimizer == "sgd" or cfg.label_noise_gd
 
 
 def optimizer(cfg: Config, eta: jax.Array) -> optax.GradientTransformation:
@@ -77,10 +81,12 @@ def optimizer(cfg: Config, eta: jax.Array) -> optax.GradientTransformation:
 
 
 def step_labels_and_weights(
-    key: jax.Array, train: AnyBatch, cfg: Config, hp: HParams
+    key: jax.Array | None, train: AnyBatch, cfg: Config, hp: HParams
 ) -> tuple[jax.Array, jax.Array]:
-    """Labels this step trains on and per-sample loss weights (1/n, or 1/B on a minibatch)."""
-    k_relabel, k_batch = jax.random.split(key)
+    """Labels this step trains on and per-sample loss weights (1/n, or 1/B on a minibatch).
+
+    `key` is this step's key; None on runs that draw nothing per step (`uses_step_keys`)."""
+    k_relabel, k_batch = jax.random.split(key) if uses_step_keys(cfg) else (None, None)
     labels_N = train.y_obs
     if cfg.label_noise_gd:  # label-noise GD: fresh independent flips at every step
         flip_N = jax.random.bernoulli(k_relabel, hp.relabel_rate, labels_N.shape)
@@ -108,33 +114,31 @@ def evaluated_wrong(state: TrainState, test: AnyBatch, cfg: Config) -> dict[str,
 
 def train_step(
     state: TrainState,
-    key: jax.Array,
+    key: jax.Array | None,
     train: AnyBatch,
     test: AnyBatch,
     geom: Geometry,
+    engine: Engine,
     cfg: Config,
     hp: HParams,
     opt: optax.GradientTransformation,
 ) -> TrainState:
     """One optimisation step with the coefficient bookkeeping of docs/science.md section 4,
     after checking the stage markers on the state it starts from (`noisyjax.stages`)."""
-    labels_N, weight_N = step_labels_and_weights(
-        jax.random.fold_in(key, state.step), train, cfg, hp
-    )
-    f_N, backward = forward(state.params, train, cfg)
+    step_key = jax.random.fold_in(key, state.step) if uses_step_keys(cfg) else None
+    labels_N, weight_N = step_labels_and_weights(step_key, train, cfg, hp)
+    f_N, backward = engine.forward(state.params, train, cfg)
     z_N = labels_N * f_N
     loss = jnp.sum(weight_N * jax.nn.softplus(-z_N))  # logistic loss l(z) = log(1 + e^-z)
     grads, dc_JMK = backward(weight_N * labels_N * -jax.nn.sigmoid(-z_N))  # l'(z) = -1/(1+e^z)
     with jax.numpy_dtype_promotion("standard"):  # optax mixes int counters and floats
         updates, opt_state = opt.update(grads, state.opt_state, state.params)
     # The step's coordinates u in [mu; xi_1..xi_N]: W moves by u V.
-    if not cfg.exact_recursion:
-        u_JMK = projected_coordinates(updates["w"], geom)
-    elif "c" in updates:  # coefficient space: the update is its own coordinates
-        u_JMK = updates["c"]
-    else:  # (minibatch) GD: -eta times the gradient's coordinates
-        u_JMK = -jnp.asarray(hp.eta, f_N.dtype) * dc_JMK
-    signal, noise = step_norms(u_JMK, geom, updates.get("p"))
+    if not cfg.exact_recursion:  # Adam leaves the span (dense only): least-squares coordinates
+        u_JMK = projected_coordinates(updates[engine.weights], geom)
+    else:
+        u_JMK = engine.step_coordinates(updates, dc_JMK, jnp.asarray(hp.eta, f_N.dtype))
+    signal, noise = step_norms(u_JMK, geom, engine.moved_projections(updates))
     parts = StepParts(signal, noise, subset_noise_norm(u_JMK, geom, train.flipped & train.mask))
     z_obs_N = z_N if not cfg.label_noise_gd else train.y_obs * f_N
     wrong = evaluated_wrong(state, test, cfg)
@@ -146,7 +150,7 @@ def train_step(
         stages=stages,
         diverged_at=divergence(state, loss),
     )
-    if state.rho_bar is None:
+    if not engine.accumulates:  # gamma and rho are read off C (`TrainState.decomposition`)
         return state
     dgamma_JM, drho_JMN = coefficient_increments(u_JMK, geom)
     # Split by label, rho_bar = rho 1(j = y_obs_i) (Huang et al. 2025, section 4.1): under GD
@@ -175,6 +179,31 @@ def mask_diverged(metrics: Metrics, diverged_at: jax.Array) -> Metrics:
     return {name: mask(v) for name, v in metrics.items()}
 
 
+def init_state(
+    params: Params,
+    opt: optax.GradientTransformation,
+    train: AnyBatch,
+    test: AnyBatch,
+    cfg: Config,
+) -> TrainState:
+    """The carry at step 0 of prepared `params`: gamma and rho zero on every engine, no stage
+    marker hit yet (`noisyjax.stages.init_stages`), not diverged."""
+    dtype = train.y.dtype
+    zeros_JMN = jnp.zeros((2, cfg.m, train.y.shape[0]), dtype)
+    with jax.numpy_dtype_promotion("standard"):
+        opt_state = opt.init(params)
+    state = TrainState(
+        params,
+        opt_state,
+        jnp.zeros((2, cfg.m), dtype),
+        zeros_JMN,
+        zeros_JMN,
+        jnp.zeros((), jnp.int32),
+        diverged_at=jnp.asarray(NEVER, jnp.int32),
+    )
+    return state._replace(stages=init_stages(state, cfg, train, test))
+
+
 def fit(
     params: Params,
     train: Batch,
@@ -187,41 +216,37 @@ def fit(
 ) -> tuple[TrainState, Metrics]:
     """Train `params` on `train` for cfg.steps steps, measuring every cfg.log_every steps.
 
-    `params` and the batches are dense ({"w": (J, M, D)}, x in R^D); on the gram and wishart
-    engines they are projected once (`noisyjax.engines.to_gram`) and the returned state holds
-    the coefficients {"c": C} of W(t) = W(0) + C V (`noisyjax.engines.filters` rebuilds W).
+    `params` and the batches are as drawn (`sample_run`: {"w": (J, M, D)}, x in R^D, or the
+    wishart engine's reduced coordinates); the engine prepares them once (`Engine.prepare`: on
+    gram and wishart the projections of `noisyjax.engines.to_gram`, and the returned state holds
+    the coefficients {"c": C} of W(t) = W(0) + C V, which `noisyjax.engines.filters` rebuilds).
     Returns the final state (with its stage transitions and snapshots) and a dict of metrics:
     trajectories with leading axis cfg.n_logs (step 0 included), and per-run scalars for the
-    stage transitions (`noisyjax.stages.summary`). `key` drives minibatches and label-noise GD;
-    plain GD ignores it. `val` (optional) is a held-out set with noisy labels (val_err metrics).
+    stage transitions (`noisyjax.stages.summary`).
+
+    Args:
+      key: drives the per-step randomness: minibatches (optimizer "sgd") and label-noise GD
+        need one, and a missing key there is a `ConfigError`; full-batch GD (and Adam) draws
+        nothing per step and ignores it.
+      val: an optional held-out set with noisy labels (val_err metrics).
     """
-    key = jax.random.key(0) if key is None else key
-    if cfg.step_engine != "dense":
-        params, train, test, val = to_gram(params, train, test, val)
+    if key is None and uses_step_keys(cfg):
+        fail(
+            "key",
+            key,
+            "a JAX random key (jax.random.key(seed)) with optimizer 'sgd' or label_noise_gd, "
+            "which draw per-step randomness",
+        )
+    engine = get(cfg.step_engine)
+    params, train, test, val = engine.prepare(params, train, test, val)
     geom = geometry(train, cfg)
     opt = optimizer(cfg, hp.eta)
-    dtype = train.y.dtype
-    zeros_JMN = jnp.zeros((2, cfg.m, train.y.shape[0]), dtype)
-    with jax.numpy_dtype_promotion("standard"):
-        opt_state = opt.init(params)
-    carried = carries_decomposition(cfg)
-    state0 = TrainState(
-        params,
-        opt_state,
-        jnp.zeros((2, cfg.m), dtype) if carried else None,
-        zeros_JMN if carried else None,
-        zeros_JMN if carried else None,
-        jnp.zeros((), jnp.int32),
-    )
-    state0 = state0._replace(
-        stages=init_stages(state0, cfg, train, test), diverged_at=jnp.asarray(NEVER, jnp.int32)
-    )
+    state0 = init_state(params, opt, train, test, cfg)
 
     def log_point(state: TrainState) -> tuple[TrainState, Metrics]:
         wrong = test_error_counts(state.params, test, cfg)  # for the log and for the markers
-        metrics = measure(
-            state.params, *state.decomposition(geom, train), train, test, geom, cfg, hp, val, wrong
-        )
+        decomposition = state.decomposition(engine, geom, train)
+        metrics = measure(state.params, *decomposition, train, test, geom, cfg, hp, val, wrong)
         return state._replace(stages=state.stages._replace(wrong=wrong)), {
             "step": state.step,
             **metrics,
@@ -231,21 +256,24 @@ def fit(
         # Block 0 takes no step, so step 0 is logged by the same (single) copy of `measure`.
         n_steps = jnp.where(index == 0, 0, cfg.log_every)
         state = jax.lax.fori_loop(
-            0, n_steps, lambda _, s: train_step(s, key, train, test, geom, cfg, hp, opt), state
+            0,
+            n_steps,
+            lambda _, s: train_step(s, key, train, test, geom, engine, cfg, hp, opt),
+            state,
         )
         return log_point(state)
 
     state, metrics = jax.lax.scan(block, state0, jnp.arange(cfg.n_logs, dtype=jnp.int32))
     # The final state is checked too; no step is taken from it, so it has no t_cross.
-    z_N = train.y_obs * outputs(state.params, train, cfg)
+    z_N = train.y_obs * engine.outputs(state.params, train, cfg)
     final_wrong = state.stages.wrong  # the final step is a logged one: counted there
     final_loss = jnp.sum(jnp.where(train.mask, jax.nn.softplus(-z_N), 0.0))
     state = state._replace(
         stages=observe(state.stages, state, z_N, final_wrong, None, train, test, geom, cfg),
         diverged_at=divergence(state, final_loss),
     )
-    if not carried:  # the returned state and the snapshots hold gamma and rho on every engine
-        state = with_decomposition(state, geom, train)
+    if not engine.accumulates:  # the returned state and snapshots hold gamma and rho read off C
+        state = with_decomposition(state, engine, geom, train)
     divergence_summary = {
         "diverged": state.diverged_at != NEVER,
         "diverged_step": state.diverged_at,
@@ -256,7 +284,9 @@ def fit(
     return state, {**metrics, **stage_summary, **divergence_summary, **per_sample}
 
 
-def with_decomposition(state: TrainState, geom: Geometry, train: AnyBatch) -> TrainState:
+def with_decomposition(
+    state: TrainState, engine: Engine, geom: Geometry, train: AnyBatch
+) -> TrainState:
     """The state, and its snapshots, with gamma and rho read off their coefficients C."""
 
     def fill(snap):
@@ -264,7 +294,7 @@ def with_decomposition(state: TrainState, geom: Geometry, train: AnyBatch) -> Tr
         return snap._replace(gamma=gamma, rho_bar=rho_bar, rho_under=rho_under)
 
     snapshots = {name: fill(snap) for name, snap in state.stages.snapshots.items()}
-    gamma, rho_bar, rho_under = state.decomposition(geom, train)
+    gamma, rho_bar, rho_under = state.decomposition(engine, geom, train)
     return state._replace(
         gamma=gamma,
         rho_bar=rho_bar,
@@ -277,13 +307,10 @@ def sample_run(
     key: jax.Array, cfg: Config, hp: HParams, sizes: Sizes | None = None
 ) -> tuple[Params, Batch, Batch, Batch | None]:
     """A run's initial weights, training, test and validation sets (None without n_val), drawn
-    from its data and init keys: in R^d, or, on the wishart engine, in the span they act on."""
+    from its data and init keys by its engine (`Engine.sample_run`): in R^d, or, on the wishart
+    engine, in the span they act on."""
     k_data, k_init = jax.random.split(key, 3)[:2]
-    if cfg.step_engine == "wishart":
-        return wishart.sample_run(k_data, k_init, cfg, hp, sizes)
-    splits = ("train", "test", "val") if cfg.n_val else ("train", "test")
-    train, test, *val = (sample(k_data, cfg, hp, split=s, sizes=sizes) for s in splits)
-    return init_params(k_init, cfg, hp, sizes), train, test, (val[0] if val else None)
+    return get(cfg.step_engine).sample_run(k_data, k_init, cfg, hp, sizes)
 
 
 def make_train(cfg: Config) -> Callable[..., tuple[TrainState, Metrics]]:

@@ -16,7 +16,9 @@ import pytest
 from scipy import stats
 
 import noisyjax as nj
-from noisyjax import wishart
+from noisyjax import engines
+from noisyjax.config import ENGINES
+from noisyjax.engines import wishart
 
 HP = nj.HParams(eta=0.2, tau_plus=0.2, tau_minus=0.2, mu_norm=2.5, sigma_p=1.0, sigma_0=0.01)
 DISCRETE = {  # metrics that count samples: a float32 rounding can move one sample or one pair
@@ -120,6 +122,23 @@ def test_auto_picks_the_cheapest_engine_the_setting_allows():
     assert nj.Config(n=200, d=200, m=20, engine="auto").step_engine == "dense"
     assert nj.Config(n=20, d=2000, m=5, engine="auto", optimizer="adam").step_engine == "dense"
     assert nj.Config(engine="gram").step_engine == "gram"
+
+
+def test_the_registry_holds_every_engine_the_config_accepts():
+    assert set(engines.REGISTRY) == set(ENGINES) - {"auto"}
+    for name, engine in engines.REGISTRY.items():
+        assert engine.name == name
+        functions = set(engines.Engine._fields) - {"name", "weights", "accumulates"}
+        assert all(callable(getattr(engine, f)) for f in functions), name
+
+
+def test_memory_terms_per_engine():
+    cfg = nj.Config(n=30, d=500, m=4, n_test=70, n_val=10)
+    dense, gram, wis = (engines.get(e).memory(cfg) for e in ("dense", "gram", "wishart"))
+    assert dense == engines.Memory(d_data=500, d_step=500, projections=0)
+    projections = 2 * (30 + 70 + 10) * (2 * 4 + 30 + 1)  # <xi, W(0)> and <xi, V> of every set
+    assert gram == engines.Memory(d_data=500, d_step=31, projections=projections)
+    assert wis == engines.Memory(d_data=cfg.reduced_d, d_step=31, projections=projections)
 
 
 # --- wishart: the law of the sampled Gram matrices ------------------------------------------

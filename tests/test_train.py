@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 import noisyjax as nj
+from noisyjax import engines, stages
+from noisyjax import train as train_lib
 
 SMALL = nj.Config(n=24, d=60, m=4, steps=40, log_every=10, n_test=30, dtype="float64")
 HP = nj.HParams(eta=0.5, mu_norm=2.0, sigma_0=0.05)
@@ -154,3 +156,71 @@ def test_two_stages_are_visible():
         stage_one = np.flatnonzero((clean[s] == 1.0) & (noisy[s] <= 0.1))
         assert stage_one.size, f"seed {s}: no logged step with clean fitted and flipped unfitted"
         assert np.any(noisy[s, stage_one[0] :] == 1.0), f"seed {s}: flipped never memorized"
+
+
+ENGINE_NAMES = ("dense", "gram", "wishart")
+STEP_OPTIONS = ({}, {"optimizer": "sgd", "batch_size": 8}, {"label_noise_gd": True})
+
+
+def state_shapes(cfg):
+    """(the carry at step 0, the state `fit` returns) of one run, as shapes: nothing computed."""
+    engine = engines.get(cfg.step_engine)
+    key = jax.random.key(0)
+
+    def carry_and_final(key):
+        params, train, test, val = nj.sample_run(key, cfg, HP)
+        prepared, p_train, p_test, _ = engine.prepare(params, train, test, val)
+        opt = train_lib.optimizer(cfg, HP.eta)
+        carry = train_lib.init_state(prepared, opt, p_train, p_test, cfg)
+        final, _ = nj.fit(params, train, test, cfg, HP, key=key, val=val)
+        return carry, final
+
+    return jax.eval_shape(carry_and_final, key)
+
+
+def without_representation(state):
+    """The state less the engine's own trees (params: W, or C and P; the optimizer's state)."""
+    return state._replace(params=None, opt_state=None)
+
+
+def test_train_state_has_one_structure_on_every_engine_and_config():
+    structures = set()
+    for engine in ENGINE_NAMES:
+        for options in STEP_OPTIONS:
+            carry, final = state_shapes(SMALL.replace(engine=engine, **options))
+            assert jax.tree.structure(carry) == jax.tree.structure(final), (engine, options)
+            for state in (carry, final, *carry.stages.snapshots.values()):
+                assert state.gamma.shape == (2, SMALL.m), (engine, options)
+                assert state.rho_bar.shape == state.rho_under.shape == (2, SMALL.m, SMALL.n)
+            structures.add(jax.tree.structure(without_representation(carry)))
+    assert len(structures) == 1
+    # gram and wishart share the representation too: identical states, params included.
+    gram, wishart = (state_shapes(SMALL.replace(engine=e))[0] for e in ("gram", "wishart"))
+    assert jax.tree.structure(gram) == jax.tree.structure(wishart)
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_snapshot_finds_the_engine_of_its_state(engine):
+    cfg = SMALL.replace(engine=engine)
+    record = engines.get(engine)
+    params, train, test, val = record.prepare(*nj.sample_run(jax.random.key(0), cfg, HP))
+    state = train_lib.init_state(params, train_lib.optimizer(cfg, HP.eta), train, test, cfg)
+    found, given = stages.snapshot_of(state), stages.snapshot_of(state, record)
+    jax.tree.map(np.testing.assert_array_equal, found, given)
+    assert found.w.shape[-1] == (SMALL.d if engine == "dense" else SMALL.n + 1)
+
+
+@pytest.mark.parametrize("options", STEP_OPTIONS[1:], ids=["minibatch-sgd", "label-noise-gd"])
+def test_fit_without_a_key_fails_where_the_run_draws_per_step(options):
+    cfg = SMALL.replace(**options)
+    params, train, test, _ = nj.sample_run(jax.random.key(0), cfg, HP)
+    with pytest.raises(nj.ConfigError, match=r"^key=None is invalid"):
+        nj.fit(params, train, test, cfg, HP)
+
+
+def test_full_batch_gd_needs_no_key():
+    cfg = SMALL.replace(steps=10, log_every=10)
+    params, train, test, _ = nj.sample_run(jax.random.key(0), cfg, HP)
+    without = jax.jit(lambda p: nj.fit(p, train, test, cfg, HP))(params)
+    given = jax.jit(lambda p: nj.fit(p, train, test, cfg, HP, key=jax.random.key(7)))(params)
+    jax.tree.map(np.testing.assert_array_equal, without, given)

@@ -1,4 +1,5 @@
-"""Sampling a run in the span it acts on: Bartlett-decomposed Wishart Gram matrices.
+"""The wishart engine: a run sampled in the span it acts on (Bartlett-decomposed Wishart Gram
+matrices), then stepped exactly like gram (`noisyjax.engines.gram`).
 
 Everything the network computes is an inner product between the signal direction u, the initial
 filters w_{j,r}(0), the training noise xi_i and test or validation noise, and GD keeps W(t) in
@@ -43,7 +44,9 @@ from noisyjax.data import (
     signal_direction,
     split_keys,
 )
-from noisyjax.model import Params, init_params
+from noisyjax.engines import gram
+from noisyjax.engines.dense import Memory, Run
+from noisyjax.model import init_params
 
 
 def bartlett_row(key: jax.Array, i: jax.Array, df: jax.Array, width: int, dtype) -> jax.Array:
@@ -130,7 +133,7 @@ def sample_run(
     cfg: Config,
     hp: HParams,
     sizes: Sizes | None = None,
-) -> tuple[Params, Batch, Batch, Batch | None]:
+) -> Run:
     """Initial filters and the training, test and validation sets in the reduced coordinates."""
     sizes = Sizes.full(cfg) if sizes is None else sizes
     w_JMF, b_JM = filter_coordinates(k_init, cfg, hp, sizes, split_keys(k_data)[0])
@@ -142,3 +145,8 @@ def sample_run(
     test = noise_coordinates(k_data, cfg, hp, sizes, "test")
     val = noise_coordinates(k_data, cfg, hp, sizes, "val") if cfg.n_val else None
     return params, train, test, val
+
+
+def memory(cfg: Config) -> Memory:
+    """Samples drawn in D' = 1 + 2m + n dimensions, then the gram engine's terms."""
+    return gram.memory(cfg)._replace(d_data=cfg.reduced_d)
