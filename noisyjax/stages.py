@@ -38,7 +38,7 @@ import jax.numpy as jnp
 
 from noisyjax.config import TRANSITION_NAMES, Config
 from noisyjax.decomposition import Geometry
-from noisyjax.engines import AnyBatch, Engine, get, of_params
+from noisyjax.engines import AnyBatch, Engine, get
 from noisyjax.metrics import LOG2, auroc, error_rates, masked_mean
 
 NEVER = -1
@@ -97,11 +97,11 @@ class Stages(NamedTuple):
     snapshots: dict[str, Snapshot]  # for the markers in cfg.snapshot_stages
 
 
-def snapshot_of(state, engine: Engine | None = None) -> Snapshot:
-    """The snapshot of a training state on `engine` (by default the registered engine whose
-    weights `state.params` hold, `noisyjax.engines.of_params`)."""
+def snapshot_of(state, engine: Engine) -> Snapshot:
+    """The snapshot of a training state on `engine` (whose `weights` entry of the params it
+    keeps: W on dense, C on gram and wishart)."""
     params = state.params
-    w = params[(of_params(params) if engine is None else engine).weights]
+    w = params[engine.weights]
     b = params["b"] if "b" in params else jnp.zeros(w.shape[:2], w.dtype)
     return Snapshot(w, b, state.gamma, state.rho_bar, state.rho_under, state.step)
 

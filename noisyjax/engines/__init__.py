@@ -125,12 +125,6 @@ def get(name: str) -> Engine:
     return REGISTRY[name]
 
 
-def of_params(params: Params) -> Engine:
-    """The first registered engine whose trained weights `params` hold (gram and wishart share
-    theirs); for callers that have a training state but not its config."""
-    return next(e for e in REGISTRY.values() if e.weights in params)
-
-
 def forward(params: Params, train: AnyBatch, cfg: Config) -> tuple[jax.Array, Backward]:
     """`Engine.forward` of the engine `cfg` runs."""
     return get(cfg.step_engine).forward(params, train, cfg)
@@ -159,7 +153,6 @@ __all__ = [
     "filters",
     "forward",
     "get",
-    "of_params",
     "outputs",
     "to_gram",
 ]

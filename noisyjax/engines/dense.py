@@ -25,7 +25,8 @@ Run = tuple[Params, Batch, Batch, Batch | None]
 
 
 class Memory(NamedTuple):
-    """The engine-specific terms of a run's memory model (`noisyjax.sweep.bytes_per_run`)."""
+    """The engine-specific terms of a run's memory model
+    (`noisyjax.synthetic.experiment.bytes_per_run`)."""
 
     d_data: int  # dimension the samples are drawn in
     d_step: int  # dimension the filters move in: W (J, M, d_step)

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from noisyjax import engines
 from noisyjax.config import HPARAM_FIELDS, STAGE_NAMES, TRANSITION_NAMES, Config, HParams, Sizes
 from noisyjax.metrics import metric_names
 from noisyjax.stages import PROBES, snapshot_of
@@ -82,7 +83,7 @@ def make_run(cfg: Config):
         state, metrics = train(jax.random.key(seed), hp, sizes)
         snapshots = dict(state.stages.snapshots)
         if "final" in cfg.snapshot_stages:
-            snapshots["final"] = snapshot_of(state)
+            snapshots["final"] = snapshot_of(state, engines.get(cfg.step_engine))
         return metrics, snapshots
 
     return run
@@ -91,13 +92,11 @@ def make_run(cfg: Config):
 def bytes_per_run(cfg: Config) -> int:
     """Estimated peak device memory of one run: data, weights, optimizer, activations, metrics."""
     n, m, nt = cfg.n, cfg.m, cfg.n_test + cfg.n_val
-    engine = cfg.step_engine
-    d_data = cfg.reduced_d if engine == "wishart" else cfg.d  # where samples are drawn
-    d_step = cfg.d if engine == "dense" else n + 1  # where filters move
+    d_data, d_step, projections = engines.get(cfg.step_engine).memory(cfg)
     floats = (
         3 * (n + nt) * 2 * d_data  # train and test patches, plus sampling temporaries
         + (2 * m * cfg.d if cfg.init == "torch" else 0)  # filters drawn in R^d
-        + (0 if engine == "dense" else 2 * (n + nt) * (2 * m + n + 1))  # projections
+        + projections  # on W(0) and V, of every set (gram, wishart)
         + (10 if cfg.optimizer == "adam" else 6) * 2 * m * d_step  # w, grads, updates, moments
         + 8 * (n + nt) * 2 * 2 * m  # pre-activations and their derivatives
         + 6 * 2 * m * n
@@ -120,7 +119,7 @@ def output_bytes(cfg: Config) -> int:
 
 def snapshot_bytes(cfg: Config) -> int:
     """Bytes one run's stage snapshots take on disk (before compression)."""
-    d_step = cfg.d if cfg.step_engine == "dense" else cfg.n + 1
+    d_step = engines.get(cfg.step_engine).memory(cfg).d_step
     per_stage = 2 * cfg.m * (d_step + 2 + 2 * cfg.n) + 1
     return len(cfg.snapshot_stages) * per_stage * jnp.dtype(cfg.dtype).itemsize
 
