@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 ACTIVATIONS = ("relu", "relu_q", "leaky_relu")
 NOISE_KINDS = ("orthogonal", "isotropic")
@@ -85,6 +86,43 @@ def check_real(
 def check_choice(field: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         fail(field, value, "one of " + ", ".join(repr(c) for c in choices))
+
+
+def check_leaves(hp: Any, ranges: tuple) -> None:
+    """Check a hyperparameter dataclass at construction: every leaf a real number or an array
+    of them, finite and in its range, and the arrays' shapes broadcast together.
+
+    Concrete values (Python numbers, NumPy arrays, JAX arrays on this host) are checked;
+    anything else that pytree unflattening passes (tracers, abstract shapes, shardings) goes
+    through unchecked: traced code never validates.
+    """
+    shapes = {}
+    for field, low, high, open_low, open_high in ranges:
+        value = getattr(hp, field)
+        if value is None or isinstance(value, (str, bytes, bool)):
+            fail(field, value, f"a finite number in {_interval(low, high, open_low, open_high)}")
+        array = _concrete(value)
+        if array is None:
+            continue
+        if array.dtype.kind not in "fiu":
+            fail(field, value, f"real numbers in {_interval(low, high, open_low, open_high)}")
+        shapes[field] = array.shape
+        for v in np.unique(array.astype(np.float64)):
+            check_real(field, float(v), low, high, open_low=open_low, open_high=open_high)
+    try:
+        np.broadcast_shapes(*shapes.values())
+    except ValueError:
+        fail("hparams shapes", shapes, "arrays whose shapes broadcast together")
+
+
+def _concrete(value: Any) -> np.ndarray | None:
+    """`value` as a NumPy array if it is concrete and on this host, else None."""
+    if isinstance(value, (numbers.Number, np.ndarray, np.generic)):
+        return np.asarray(value)
+    if isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer):
+        if getattr(value, "is_fully_addressable", False):
+            return np.asarray(value)
+    return None
 
 
 def _interval(low: float, high: float, open_low: bool, open_high: bool) -> str:
@@ -265,11 +303,7 @@ class HParams:
     relabel_rate: Any = 0.1
 
     def __post_init__(self) -> None:
-        # Only concrete Python numbers are checked: pytree unflattening passes tracers through.
-        for field, low, high, open_low, open_high in HPARAM_RANGES:
-            value = getattr(self, field)
-            if isinstance(value, numbers.Number):
-                check_real(field, value, low, high, open_low=open_low, open_high=open_high)
+        check_leaves(self, HPARAM_RANGES)
 
     def replace(self, **changes: Any) -> HParams:
         return dataclasses.replace(self, **changes)
@@ -286,14 +320,6 @@ HPARAM_RANGES = (
     ("relabel_rate", 0.0, 0.5, False, True),
 )
 HPARAM_FIELDS = tuple(f.name for f in dataclasses.fields(HParams))
-
-
-def hparam_allowed(field: str) -> str:
-    """The allowed range of a hyperparameter, as error messages state it."""
-    for name, low, high, open_low, open_high in HPARAM_RANGES:
-        if name == field:
-            return f"a finite number in {_interval(low, high, open_low, open_high)}"
-    raise KeyError(field)
 
 
 @jax.tree_util.register_dataclass

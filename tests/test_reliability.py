@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import noisyjax as nj
+import noisyjax.real
 from sweeps import grid
 from tests.test_cli import ROOT, TINY, assert_identical, assert_snapshots_identical, cli, data_of
 
@@ -146,3 +147,30 @@ def test_a_flipped_byte_in_results_is_refused_by_load_sweep(reference, tmp_path)
     (out / "results.nc").write_bytes(bytes(data))
     with pytest.raises(nj.SweepDirError, match="results.nc does not match its checksum"):
         nj.load_sweep(out)
+
+
+@pytest.mark.parametrize(
+    "make, field",
+    [
+        (lambda: nj.HParams(eta=np.array(-0.5)), "eta=-0.5"),
+        (lambda: nj.HParams(tau_plus=np.array(0.9)), "tau_plus=0.9"),
+        (lambda: nj.HParams(eta="0.1"), "eta='0.1'"),
+        (lambda: nj.HParams(eta=None), "eta=None"),
+        (lambda: nj.HParams(eta=np.array([0.1, np.nan])), "eta=nan"),
+        (lambda: nj.HParams(eta=np.ones(3), sigma_0=np.full(4, 0.01)), "hparams shapes="),
+        (lambda: nj.real.RealHParams(lr=np.array([0.1, -1.0])), "lr=-1.0"),
+    ],
+)
+def test_hparams_built_in_python_are_checked_at_construction(make, field):
+    with pytest.raises(nj.ConfigError, match="^" + re.escape(field) + ".* is invalid: allowed"):
+        make()
+
+
+def test_hparams_leaves_that_are_not_concrete_pass_through():
+    """Pytree unflattening builds HParams of tracers and abstract shapes: never checked."""
+    import jax
+
+    hp = nj.HParams(eta=np.full(3, 0.1), sigma_0=np.full((2, 1), 0.01))
+    shapes = jax.eval_shape(lambda h: jax.tree.map(lambda v: v * 2.0, h), hp)
+    assert shapes.eta.shape == (3,)
+    assert jax.jit(lambda h: h.eta[None, :] * h.sigma_0)(hp).shape == (2, 3)

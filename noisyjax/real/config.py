@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import jax
 
-from noisyjax.config import check_choice, check_int, check_real, fail
+from noisyjax.config import check_choice, check_int, check_leaves, check_real, fail
 
 DATASETS = ("digits", "cifar2")
 MODELS = ("small_cnn", "vgg11")
@@ -145,10 +145,7 @@ class RealHParams:
     tau_minus: Any = 0.2
 
     def __post_init__(self) -> None:
-        for field, low, high, open_low, open_high in REAL_HPARAM_RANGES:
-            value = getattr(self, field)
-            if isinstance(value, numbers.Number):
-                check_real(field, value, low, high, open_low=open_low, open_high=open_high)
+        check_leaves(self, REAL_HPARAM_RANGES)
 
     def replace(self, **changes: Any) -> RealHParams:
         return dataclasses.replace(self, **changes)
