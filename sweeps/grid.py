@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import json
 import os
+import platform
 import shlex
 import signal
 import sys
@@ -274,7 +275,9 @@ def execute(
         except (ValueError, RuntimeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise UsageError(f"--distributed: jax.distributed.initialize failed: {first}") from None
-    if sweep.cfg.dtype == "float64":
+    if not args.distributed:
+        use_compile_cache(jax)
+    if getattr(sweep.cfg, "dtype", "float32") == "float64":
         jax.config.update("jax_enable_x64", True)
     precision = args.matmul_precision or ("highest" if jax.default_backend() == "tpu" else None)
     if precision and precision != "default":
@@ -286,7 +289,8 @@ def execute(
         vector_runs = widths.pop() if len(widths) == 1 else None
     plan_ = plan(sweep, max_memory=max_memory, chunk_runs=args.chunk_runs, vector_runs=vector_runs)
     if heatmap_vars:  # the outputs of the planned program, traced (not compiled or run)
-        check_heatmap_vars(heatmap_vars, set(chunk_template(plan_, plan_.buckets[0])[0]))
+        outputs = set(chunk_template(plan_, plan_.buckets[0])[0]) - {sweep.experiment.time}
+        check_heatmap_vars(heatmap_vars, outputs)
     out = args.out if args.out is not None else default_out(sweep)
     if args.dry_run:
         check_out_dir(out, resume=args.resume, print_=fingerprint(sweep, numerics(plan_)))
@@ -348,6 +352,21 @@ def execute(
         print(f"wrote {out}")
     distributed.shutdown()
     return 0
+
+
+def use_compile_cache(jax) -> None:
+    """JAX's persistent compilation cache, so a program compiled once (a preset, a test) is
+    loaded, not compiled, the next time: in $NOISYJAX_COMPILE_CACHE, default
+    ~/.cache/noisyjax/xla/<host> (one per host: executables are built for its CPU); set it to
+    "" to switch it off. A cached program is the same executable, so results do not change.
+    A cache the user configured for JAX (JAX_COMPILATION_CACHE_DIR) is left as it is."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:
+        return
+    default = Path.home() / ".cache" / "noisyjax" / "xla" / platform.node()
+    directory = os.environ.get("NOISYJAX_COMPILE_CACHE", str(default))
+    if directory:
+        jax.config.update("jax_compilation_cache_dir", directory)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def resume_command(argv: list[str], out: Path) -> str:
