@@ -70,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FIELD=SPEC",
         help="add or replace an axis: a,b,c | lin:A:B:N | log:A:B:N | range:A:B:STEP",
     )
+    p.add_argument(
+        "--drop-axis",
+        action="append",
+        default=[],
+        metavar="FIELD",
+        help="remove one of the preset's axes (its field keeps the base value, which --set "
+        "may change)",
+    )
     p.add_argument("--seeds", type=int, default=None, help="seeds per grid cell")
     p.add_argument(
         "--out",
@@ -168,6 +176,8 @@ def resolve(args: argparse.Namespace) -> tuple[Sweep, object, list[str]]:
         fail("--preset", name, "one of " + ", ".join(sorted(PRESETS)))
     sweep, figures = PRESETS[name]()
     figures = on_preset_axes(figures, tuple(a.name for a in sweep.axes))
+    for name_ in args.drop_axis:
+        sweep = sweep.without_axis(name_)
     for spec in args.axis:
         sweep = sweep.with_axis(parse_axis(spec, sweep.experiment))
     sets = list(args.set)
@@ -188,7 +198,8 @@ def resolve(args: argparse.Namespace) -> tuple[Sweep, object, list[str]]:
 def recorded_sweep(args: argparse.Namespace) -> dict | None:
     """config.json of the sweep to resume, when --resume is given without any option that
     defines a sweep (then the recorded one is resumed as it was); None otherwise."""
-    defining = (args.preset, args.axis, args.set, args.seeds, args.engine, args.heatmap)
+    defining = (args.preset, args.axis, args.drop_axis, args.set, args.seeds, args.engine)
+    defining += (args.heatmap,)
     if not args.resume or args.out is None or any(defining):
         return None
     try:

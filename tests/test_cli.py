@@ -279,3 +279,28 @@ def test_failing_figure_code_costs_the_figures_not_the_sweep(tmp_path, capsys):
     drawn, skipped = draw_figures(broken, None, tmp_path)
     assert drawn == [] and skipped == "TypeError: cannot draw this"
     assert capsys.readouterr().err.count("\n") == 1  # one warning line
+
+
+def test_resume_with_only_out_finishes_the_sweep_config_json_recorded(tmp_path):
+    import shutil
+
+    args = ["--preset", "tiny", "--no-progress", "--set", "steps=20", "--axis", "n=20,30"]
+    out = tmp_path / "mine"
+    assert cli(*args, "--out", str(out)).returncode == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "results.nc").unlink()
+    shutil.rmtree(sorted((copy / "stages").glob("[0-9]*"), key=lambda p: int(p.name))[-1])
+    result = cli("--out", str(copy), "--resume", "--no-progress")  # no --set, no --axis
+    assert result.returncode == 0, result.stderr
+    assert_identical(data_of(copy), data_of(out))
+    assert (copy / "stage_phase.png").exists()
+
+
+def test_drop_axis_removes_a_preset_axis_so_its_field_can_be_set(capsys):
+    argv = ["--preset", "tiny", "--drop-axis", "n_snr2", "--set", "mu_norm=7", "--dry-run"]
+    assert grid.main(argv) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["dims"] == ["tau", "seed"] and plan["runs"] == 2 * 2
+    assert grid.main(["--preset", "tiny", "--drop-axis", "eta", "--dry-run"]) == 2
+    assert "--drop-axis='eta' is invalid" in capsys.readouterr().err

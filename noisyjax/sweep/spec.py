@@ -148,6 +148,13 @@ class Sweep:
             axes.append(axis)
         return dataclasses.replace(self, axes=tuple(axes))
 
+    def without_axis(self, name: str) -> Sweep:
+        """The sweep without the axis `name`: its field keeps the base value."""
+        names = [a.name for a in self.axes]
+        if name not in names:
+            fail("--drop-axis", name, "one of the sweep's axes: " + (", ".join(names) or "none"))
+        return dataclasses.replace(self, axes=tuple(a for a in self.axes if a.name != name))
+
     def to_dict(self) -> dict[str, Any]:
         kind = self.experiment.name
         return {
