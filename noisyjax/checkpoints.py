@@ -33,7 +33,8 @@ def load_stage(sweep_dir: str | Path, stage: str, **coords: Any) -> Snapshot:
     are at the bucket's padded n and d; when every selected run has the same n and d they are
     trimmed to them. `step` is the step of the snapshot (-1 where the transition never
     happened, in which case the arrays hold the initial state). Runs of different m cannot be
-    stacked: select one m.
+    stacked: select one m. A coordinate value matches to within float rounding (a relative
+    1e-9); a value the sweep does not hold is refused with its values.
     """
     if stage not in STAGE_NAMES:
         raise ConfigError(f"stage={stage!r} is invalid: allowed one of " + ", ".join(STAGE_NAMES))
@@ -44,7 +45,8 @@ def load_stage(sweep_dir: str | Path, stage: str, **coords: Any) -> Snapshot:
         raise ConfigError(f"stage={stage!r} is invalid: this sweep kept " + ", ".join(kept))
     selection = run_index(ds, coords)
     wanted = np.atleast_1d(selection.values).ravel()
-    if len(np.unique(ds["m"].values.ravel()[wanted])) > 1:
+    m_runs = at_runs(ds, "m", selection)
+    if len(np.unique(m_runs)) > 1:
         raise ConfigError(
             f"coordinates {coords} are invalid: they select runs of different m; "
             "allowed a selection with one m (select m=...)"
@@ -60,14 +62,24 @@ def load_stage(sweep_dir: str | Path, stage: str, **coords: Any) -> Snapshot:
     stacked = {k: np.stack([found[r][k] for r in wanted]) for k in Snapshot._fields}
     shape = selection.shape
     out = {k: v.reshape(shape + v.shape[1:]) for k, v in stacked.items()}
-    n = np.unique(ds["n"].values.ravel()[wanted])
-    d = np.unique(ds["d"].values.ravel()[wanted])
+    n = np.unique(at_runs(ds, "n", selection))
+    d = np.unique(at_runs(ds, "d", selection))
     if len(n) == 1 and len(d) == 1:
-        engine = run_engine(ds, int(ds["m"].values.ravel()[wanted[0]]), sweep_dir)
+        engine = run_engine(ds, int(m_runs[0]), sweep_dir)
         out["w"] = out["w"][..., : int(d[0]) if engine == "dense" else int(n[0]) + 1]
         out["rho_bar"] = out["rho_bar"][..., : int(n[0])]
         out["rho_under"] = out["rho_under"][..., : int(n[0])]
     return Snapshot(**out)
+
+
+def at_runs(ds: xr.Dataset, name: str, selection: xr.DataArray) -> np.ndarray:
+    """`ds[name]` (a variable or coordinate over some of the sweep's dimensions) at the selected
+    runs, flat in the order of `selection.values.ravel()`: found by coordinates, never by
+    position (`results.nc` is sorted by axis value, the runs are numbered as the sweep gave
+    its axes)."""
+    cells = {d: selection[d].values for d in selection.coords if d in ds[name].dims}
+    values = ds[name].sel(cells).broadcast_like(selection).transpose(*selection.dims)
+    return np.asarray(values.values).ravel()
 
 
 def run_engine(ds: xr.Dataset, m: int, sweep_dir: str | Path | None = None) -> str:
@@ -80,8 +92,9 @@ def run_engine(ds: xr.Dataset, m: int, sweep_dir: str | Path | None = None) -> s
     for bucket in recorded.get("plan", {}).get("buckets", []):
         if bucket.get("m") == m and "engine" in bucket:
             return bucket["engine"]
-    in_bucket = ds["m"].values.ravel() == m
-    n_all, d_all = ds["n"].values.ravel()[in_bucket], ds["d"].values.ravel()[in_bucket]
+    every = run_index(ds, {})
+    in_bucket = at_runs(ds, "m", every) == m
+    n_all, d_all = at_runs(ds, "n", every)[in_bucket], at_runs(ds, "d", every)[in_bucket]
     cfg = sweep_of(ds).cfg.replace(m=m, n=int(n_all.max()), d=int(d_all.max()))
     return resolve_engine(cfg, int(d_all.min())).step_engine
 

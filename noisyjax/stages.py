@@ -22,7 +22,10 @@ training samples, z_i = y_obs_i f(W(t), x_i) and l_i = log(1 + exp(-z_i)):
                   about (1 - 2 tau) sqrt(n SNR^2 / 2) at step 0, so it marks the initialization's
                   geometry, not Stage II; kept because earlier results report it.
 A marker that never happens is NEVER (-1); without flipped samples the flipped-sample markers
-never happen, so "Stage I exists" (the window is non-empty, t_stage1 != NEVER) is False.
+never happen, so "Stage I exists" (the window is non-empty, t_stage1 != NEVER) is False. Without
+clean samples t1 holds vacuously at step 0 and t_stage1 may be set, but a window in which the
+clean samples are fitted cannot exist without them: "Stage I exists" is False there too. A run
+lacking either kind of sample has vacuous markers (`markers_vacuous`).
 
 At each marker the probes (PROBES) are recorded, and the state is kept as a Snapshot for the
 markers in `Config.snapshot_stages`; all of it lives in the scan carry, so it survives vmap and
@@ -254,10 +257,13 @@ def summary(stages: Stages, train: AnyBatch, test: AnyBatch, cfg: Config) -> dic
         for key in PROBES:
             out[f"{name}_{key}"] = probes[key]
     start, end = stages.times["t_stage1"], stages.times["t_memorize"]
-    out["stage_one_exists"] = start != NEVER
+    has_clean, has_flipped = jnp.any(clean_N), jnp.any(noisy_N)
+    exists = (start != NEVER) & has_clean
+    out["stage_one_exists"] = exists
     # Steps in the window [t_stage1, t_memorize); a window still open at the end of training
     # is counted up to the final state (t_memorize = NEVER says it was censored).
     closes = jnp.where(end == NEVER, cfg.steps + 1, end)
-    out["stage_one_length"] = jnp.where(start == NEVER, 0, closes - start).astype(jnp.int32)
+    out["stage_one_length"] = jnp.where(exists, closes - start, 0).astype(jnp.int32)
+    out["markers_vacuous"] = ~(has_clean & has_flipped)
     out["best_test_err"] = error_rates({"test_err": stages.best_wrong}, test)["test_err"]
     return out

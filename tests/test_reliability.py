@@ -174,3 +174,190 @@ def test_hparams_leaves_that_are_not_concrete_pass_through():
     shapes = jax.eval_shape(lambda h: jax.tree.map(lambda v: v * 2.0, h), hp)
     assert shapes.eta.shape == (3,)
     assert jax.jit(lambda h: h.eta[None, :] * h.sigma_0)(hp).shape == (2, 3)
+
+
+# A: runs are numbered in the order the axes were given; results.nc is sorted by axis value.
+
+
+def unsorted_and_sorted(tmp_path):
+    """The same 2 x 2 grid run twice through the Python API (`out` as a string): with both axes
+    given in decreasing order, and in increasing order. 7.999999999999999 is the n SNR^2 a
+    float computation gives for 8."""
+    cfg = nj.Config(n=20, d=60, m=4, steps=8, log_every=4, n_test=50)
+    hp = nj.HParams(eta=0.5, sigma_0=0.01)
+    dirs = []
+    for name, order in (("unsorted", -1), ("sorted", 1)):
+        axes = (nj.Axis("tau", (0.1, 0.3)[::order]), nj.Axis("n_snr2", (2.0, 8 - 1e-15)[::order]))
+        out = tmp_path / name
+        nj.run_sweep(nj.plan(nj.Sweep("tiny", cfg, hp, axes, seeds=2)), str(out), progress=False)
+        dirs.append(out)
+    return dirs
+
+
+def test_load_stage_finds_each_run_by_its_coordinates_whatever_the_axis_order(tmp_path):
+    unsorted, ordered = unsorted_and_sorted(tmp_path)
+    for stage in ("t1", "final"):
+        a, b = nj.load_stage(unsorted, stage), nj.load_stage(ordered, stage)
+        for field in a._fields:
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+    for tau in (0.1, 0.3):
+        for seed in (0, np.int64(1)):
+            cell = {"tau": tau, "n_snr2": 8.0, "seed": seed}  # 8.0 finds 7.999999999999999
+            a, b = nj.load_stage(unsorted, "t1", **cell), nj.load_stage(ordered, "t1", **cell)
+            for field in a._fields:
+                np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+            train_a, _, _, hp_a = nj.load_run_data(unsorted, **cell)
+            train_b, _, _, hp_b = nj.load_run_data(ordered, **cell)
+            np.testing.assert_array_equal(train_a.x, train_b.x)
+            assert hp_a == hp_b and hp_a.tau_plus == tau
+    # The probe that found the bug: tau=0.3 of the unsorted sweep returned the sorted tau=0.1.
+    cell = {"n_snr2": 2.0, "seed": 0}
+    assert not np.array_equal(
+        nj.load_stage(unsorted, "t1", tau=0.3, **cell).w,
+        nj.load_stage(ordered, "t1", tau=0.1, **cell).w,
+    )
+
+
+@pytest.mark.parametrize(
+    "coords, message",
+    [
+        ({"tau": 0.2}, "tau=0.2 is invalid: allowed one of its values 0.1, 0.3 (to a relative"),
+        ({"tau": "0.1"}, "tau='0.1' is invalid: allowed one of its values 0.1, 0.3"),
+        ({"seed": 5}, "seed=5 is invalid: allowed one of its values 0, 1, 2, 3 ("),
+        ({"eta": 0.5}, "coordinate 'eta' is invalid: allowed tau, n_snr2, seed"),
+    ],
+)
+def test_a_coordinate_the_sweep_does_not_hold_is_refused_in_one_line(reference, coords, message):
+    with pytest.raises(nj.ConfigError) as err:
+        nj.load_stage(reference, "t1", **coords)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value), err.value
+
+
+def test_an_ambiguous_coordinate_value_is_refused():
+    from noisyjax.sweep.store import match
+
+    assert match("tau", [0.1, 0.3], 0.30000000000000004) == 1
+    assert match("n", [20, 30], np.int64(30)) == 1
+    with pytest.raises(nj.ConfigError, match=r"^tau=0.1 is invalid: allowed exactly one of"):
+        match("tau", [0.1, 0.1 + 1e-12], 0.1)
+    with pytest.raises(nj.ConfigError, match=r"^tau=inf is invalid"):
+        match("tau", [0.1, 0.3], float("inf"))
+
+
+# B: one flipped byte in ONE array data file of an item. Orbax keeps an item's small values
+# inline in its b-tree nodes (which carry a CRC-32C of their own) and larger array chunks out of
+# line, as the zstd frames of their zarr chunks, which nothing but the project's checksum checks.
+
+SAMPLES = [*TINY, "--set", "log_samples=true"]  # per-sample losses: outputs with a large array
+ZSTD = b"\x28\xb5\x2f\xfd"
+
+
+@pytest.fixture(scope="module")
+def samples_reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("samples") / "sweep"
+    result = cli(*SAMPLES, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def damage_one_array_file(item):
+    """Flip one byte in the middle of the largest out-of-line array chunk of an Orbax item;
+    its manifests, b-tree nodes and metadata stay as they were."""
+    chunks = [p for p in item.glob("ocdbt.process_0/d/*") if p.read_bytes()[:4] == ZSTD]
+    path = max(chunks, key=lambda p: p.stat().st_size)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def orbax_restores_equal(a, b, step, name):
+    """Whether Orbax alone (no checksum) restores item `name` of chunk `step` of two sweep
+    directories to equal arrays; an error if it cannot read either."""
+    import orbax.checkpoint as ocp
+
+    from noisyjax.config import STAGE_NAMES
+    from noisyjax.sweep import store
+
+    trees = []
+    for directory in (a, b):
+        mngr = store.manager(directory, STAGE_NAMES, read_only=True)
+        restored = mngr.restore(step, args=ocp.args.Composite(**{name: ocp.args.StandardRestore()}))
+        trees.append(as_numpy(restored[name]))
+        mngr.close()
+    return all(np.array_equal(trees[0][k], trees[1][k], equal_nan=True) for k in trees[0])
+
+
+def as_numpy(tree):
+    return {k: np.asarray(v) for k, v in dict(tree).items()}
+
+
+def redone_lines(stderr):
+    return [line for line in stderr.splitlines() if "redoing chunk" in line]
+
+
+@pytest.mark.parametrize("item", ["t1", "outputs"])
+def test_one_flipped_byte_in_one_array_file_is_caught_by_the_checksum(
+    samples_reference, tmp_path, item
+):
+    out = tmp_path / "sweep"
+    shutil.copytree(samples_reference, out)
+    damage_one_array_file(out / "stages" / "8" / item)
+    # Orbax reads the damaged item without an error: only the project's checksum can catch it.
+    assert not orbax_restores_equal(out, samples_reference, 8, item)
+    if item != "outputs":  # load_stage reads snapshots (outputs are read on resume)
+        with pytest.raises(nj.SweepDirError) as err:
+            nj.load_stage(out, item)
+        assert f"stages/8/{item} does not match its checksum" in str(err.value)
+        assert "\n" not in str(err.value)
+    result = cli(*SAMPLES, "--out", str(out), "--resume")
+    assert result.returncode == 0, result.stderr
+    assert redone_lines(result.stderr) == [
+        f"redoing chunk 8: stages/8/{item} does not match its checksum"
+    ], result.stderr
+    assert_identical(data_of(out), data_of(samples_reference))
+    assert_snapshots_identical(out, samples_reference)
+
+
+# I: the Python API refuses what it cannot use in the project's one line, never a raw error.
+
+SMALL = nj.Sweep("t", nj.Config(n=8, d=20, m=2, steps=4, log_every=2, n_test=8), nj.HParams())
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"chunk_runs": "4"}, "chunk_runs='4' is invalid: allowed an integer >= 1"),
+        ({"chunk_runs": 4.0}, "chunk_runs=4.0 is invalid: allowed an integer >= 1"),
+        ({"chunk_runs": True}, "chunk_runs=True is invalid: allowed an integer >= 1"),
+        ({"vector_runs": "8"}, "vector_runs='8' is invalid: allowed an integer >= 1"),
+        ({"max_memory": float("nan")}, "max_memory=nan is invalid: allowed a positive finite"),
+        ({"max_memory": float("inf")}, "max_memory=inf is invalid: allowed a positive finite"),
+        ({"max_memory": "8G"}, "max_memory='8G' is invalid: allowed a positive finite"),
+        ({"max_memory": True}, "max_memory=True is invalid: allowed a positive finite"),
+        ({"max_memory": 0}, "max_memory=0 is invalid: allowed a positive finite"),
+    ],
+)
+def test_plan_arguments_of_the_wrong_type_are_refused_in_one_line(kwargs, message):
+    with pytest.raises(nj.ConfigError) as err:
+        nj.plan(SMALL, **kwargs)
+    assert str(err.value).startswith(message), err.value
+
+
+def test_plan_accepts_numpy_integers_and_float_sizes():
+    plan = nj.plan(SMALL, chunk_runs=np.int64(2), vector_runs=np.int32(1), max_memory=2.0**33)
+    assert plan.buckets[0].chunk_runs == 2 and plan.max_memory == 2**33
+
+
+def test_axes_and_seeds_accept_numpy_numbers_and_refuse_bools_and_strings():
+    axis = nj.Axis("n", (np.int64(20), np.int64(30)))
+    assert axis.values == (20, 30) and all(type(v) is int for v in axis.values)
+    assert nj.Axis("tau", (np.float32(0.25),)).values == (0.25,)
+    sweep = nj.Sweep("t", SMALL.cfg, SMALL.hp, (axis,), seeds=np.int64(2))
+    assert sweep.seeds == 2 and type(sweep.seeds) is int
+    assert nj.plan(sweep).table.n_runs == 4  # the fingerprint's JSON holds them
+    for values in ((True,), ("0.1",), (float("nan"),)):
+        with pytest.raises(nj.ConfigError, match=r"^axis tau=.* is invalid: allowed finite"):
+            nj.Axis("tau", values)
+    for seeds in (True, "2", 2.0, np.float64(2.0)):
+        with pytest.raises(nj.ConfigError, match=r"^seeds=.* is invalid: allowed an integer >= 1"):
+            nj.Sweep("t", SMALL.cfg, SMALL.hp, seeds=seeds)

@@ -56,6 +56,7 @@ def test_two_stages_have_t1_before_t2(two_stage):
     t1, t2 = np.asarray(m["t1"]), np.asarray(m["t2"])
     assert np.all(t1 >= 0) and np.all(t2 > t1), (t1, t2)
     assert np.all(np.asarray(m["stage_one_exists"]))
+    assert not np.any(np.asarray(m["markers_vacuous"]))  # both clean and flipped samples
 
 
 def test_without_label_noise_there_are_no_separate_stages():
@@ -63,6 +64,26 @@ def test_without_label_noise_there_are_no_separate_stages():
     np.testing.assert_array_equal(m["t1"], m["t2"])
     assert not np.any(np.asarray(m["stage_one_exists"]))
     assert np.all(np.isnan(np.asarray(m["t1_train_acc_noisy"])))
+
+
+@pytest.mark.parametrize("tau", [0.45, 0.0])
+def test_a_run_without_clean_or_without_flipped_samples_has_vacuous_markers(tau):
+    """n = 1: the one sample is either flipped (no clean sample, so t1 holds vacuously at step
+    0 and t_stage1 may follow) or clean (no flipped sample). Either way there is no Stage-I
+    window, and the markers are flagged vacuous."""
+    cfg = nj.Config(n=1, d=20, m=2, steps=10, log_every=5, n_test=8, log_samples=True)
+    hp = nj.HParams(eta=0.5, tau_plus=tau, tau_minus=tau, mu_norm=2.0, sigma_0=0.01)
+    _, m = train(cfg, hp, seeds=12)
+    m = jax.tree.map(np.asarray, m)
+    flipped = m["sample_flipped"].reshape(12)
+    assert np.all(m["markers_vacuous"])
+    assert not np.any(m["stage_one_exists"]) and np.all(m["stage_one_length"] == 0)
+    if tau > 0:  # the case that looked like a Stage I: a run with only a flipped sample
+        assert np.any(flipped) and not np.all(flipped)
+        assert np.any(flipped & (m["t_stage1"] != NEVER)), m["t_stage1"]
+        assert np.all(m["t1"][flipped] == 0)
+    else:
+        assert not np.any(flipped) and np.all(m["t_stage1"] == NEVER)
 
 
 def test_snapshots_hold_the_state_at_each_transition(two_stage):

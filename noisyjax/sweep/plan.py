@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 from typing import Any
 
 import jax
 import numpy as np
 
-from noisyjax.config import fail
+from noisyjax.config import check_int, fail
 from noisyjax.sweep.spec import RunTable, Sweep, expand
 
 # Default vector width: enough to fill SIMD units on a CPU, wide batches on accelerators.
@@ -121,12 +122,14 @@ def plan(
     """
     devices = jax.local_devices() if devices is None else devices
     n_dev = len(devices)
-    budget = default_max_memory(devices) if max_memory is None else max_memory
     for name, value in (("chunk_runs", chunk_runs), ("vector_runs", vector_runs)):
-        if value is not None and (isinstance(value, bool) or value < 1):
-            fail(name, value, "an integer >= 1")
-    if budget <= 0:
-        fail("max_memory", budget, "a positive size")
+        if value is not None:
+            check_int(name, value)
+    chunk_runs = None if chunk_runs is None else int(chunk_runs)
+    vector_runs = None if vector_runs is None else int(vector_runs)
+    if max_memory is not None:
+        check_size("max_memory", max_memory)
+    budget = default_max_memory(devices) if max_memory is None else int(max_memory)
     exp = sweep.experiment
     if sweep.n_runs > MAX_RUNS:
         fail("runs", sweep.n_runs, f"at most {MAX_RUNS:,} runs per sweep (fewer seeds or values)")
@@ -165,6 +168,13 @@ def plan(
             f"{gib(host_memory())} present): fewer runs, steps or logged points",
         )
     return Plan(sweep, table, tuple(buckets), n_dev, int(budget), facts)
+
+
+def check_size(field: str, value: Any) -> None:
+    """A memory size in bytes: a finite number >= 1 (not a bool, a string, NaN or inf)."""
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value < 1:
+        fail(field, value, "a positive finite number of bytes (at least 1)")
 
 
 def gib(size: int) -> str:

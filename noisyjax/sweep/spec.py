@@ -17,11 +17,12 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import numbers
 from typing import Any
 
 import numpy as np
 
-from noisyjax.config import ConfigError, fail
+from noisyjax.config import ConfigError, check_int, fail
 from noisyjax.sweep.experiment import DEFAULT, Experiment, config_from_dict, get, of_config
 
 MAX_VALUES = 100_000  # values per axis
@@ -36,13 +37,20 @@ class Axis:
     values: tuple[float | int, ...]
 
     def __post_init__(self) -> None:
-        if not self.values:
+        try:
+            values = tuple(self.values)
+        except TypeError:
+            fail(f"axis {self.name}", self.values, "a sequence of finite numbers")
+        if not values:
             fail(f"axis {self.name}", self.values, "at least one value")
-        if len(set(self.values)) != len(self.values):
-            fail(f"axis {self.name}", self.values, "distinct values")
-        for v in self.values:
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
                 fail(f"axis {self.name}", v, "finite numbers")
+        # NumPy scalars as Python numbers: config.json and the fingerprint hold them as JSON.
+        values = tuple(int(v) if isinstance(v, numbers.Integral) else float(v) for v in values)
+        if len(set(values)) != len(values):
+            fail(f"axis {self.name}", self.values, "distinct values")
+        object.__setattr__(self, "values", values)
 
 
 def parse_values(name: str, spec: str, *, integer: bool = False) -> tuple[float | int, ...]:
@@ -104,8 +112,8 @@ class Sweep:
     seeds: int = 1
 
     def __post_init__(self) -> None:
-        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
-            fail("seeds", self.seeds, "an integer >= 1")
+        check_int("seeds", self.seeds)
+        object.__setattr__(self, "seeds", int(self.seeds))  # a NumPy integer as a Python one
         exp = self.experiment
         if not isinstance(self.hp, exp.hparams_type):
             fail("hp", type(self.hp).__name__, f"a {exp.hparams_type.__name__} for {exp.name}")
@@ -152,7 +160,7 @@ class Sweep:
         """The sweep without the axis `name`: its field keeps the base value."""
         names = [a.name for a in self.axes]
         if name not in names:
-            fail("--drop-axis", name, "one of the sweep's axes: " + (", ".join(names) or "none"))
+            fail("--no-axis", name, "one of the sweep's axes: " + (", ".join(names) or "none"))
         return dataclasses.replace(self, axes=tuple(a for a in self.axes if a.name != name))
 
     def to_dict(self) -> dict[str, Any]:
@@ -162,7 +170,9 @@ class Sweep:
             "name": self.name,
             "cfg": dataclasses.asdict(self.cfg),
             "hp": dataclasses.asdict(self.hp),
-            "axes": {a.name: list(a.values) for a in self.axes},
+            # A list, not a mapping: the order of the axes numbers the runs, and config.json
+            # is written with sorted keys.
+            "axes": [[a.name, list(a.values)] for a in self.axes],
             "seeds": self.seeds,
         }
 
@@ -174,9 +184,21 @@ class Sweep:
             spec["name"],
             config_from_dict(exp.config_type, spec["cfg"]),
             exp.hparams_type(**spec["hp"]),
-            tuple(Axis(k, tuple(v)) for k, v in spec["axes"].items()),
+            tuple(Axis(k, tuple(v)) for k, v in axes_of(spec)),
             spec["seeds"],
         )
+
+
+def axes_of(spec: dict[str, Any]) -> list[tuple[str, list]]:
+    """The (name, values) of a recorded sweep's axes, in the sweep's order. Files written before
+    the order was recorded hold a mapping whose order may have been sorted: refused when it has
+    more than one axis, since its runs cannot be numbered reliably."""
+    axes = spec["axes"]
+    if isinstance(axes, dict):
+        if len(axes) > 1:
+            fail("sweep axes", sorted(axes), "a sweep recorded with its axis order (rerun it)")
+        return list(axes.items())
+    return [(name, values) for name, values in axes]
 
 
 @dataclasses.dataclass(frozen=True)

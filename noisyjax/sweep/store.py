@@ -22,7 +22,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import numbers
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,13 +34,14 @@ import numpy as np
 import orbax.checkpoint as ocp
 import xarray as xr
 
-from noisyjax.config import ConfigError
+from noisyjax.config import ConfigError, fail
 from noisyjax.sweep import faults
-from noisyjax.sweep.spec import RunTable, Sweep
+from noisyjax.sweep.spec import RunTable, Sweep, axes_of
 
 STAGES_DIR = "stages"
 RESULTS = "results.nc"
 CONFIG = "config.json"
+RTOL = 1e-9  # a coordinate value matches a stored one to within this relative difference
 
 
 class SweepDirError(ValueError):
@@ -151,12 +154,21 @@ def saved_meta(mngr) -> dict[int, dict[str, Any]]:
 
 
 def restore_item(mngr, step: int, name: str, meta: dict[str, Any]) -> dict[str, np.ndarray]:
-    """One item of a chunk, as NumPy arrays, checked against its checksum in `meta`."""
-    restored = mngr.restore(step, args=ocp.args.Composite(**{name: ocp.args.StandardRestore()}))
-    tree = jax.tree.map(np.asarray, dict(restored[name]))
+    """One item of a chunk, as NumPy arrays, checked against its checksum in `meta`; a
+    `SweepDirError` naming the item (`stages/STEP/NAME`) when it is unreadable or differs."""
+    item = f"{STAGES_DIR}/{step}/{name}"
+    try:
+        restored = mngr.restore(step, args=ocp.args.Composite(**{name: ocp.args.StandardRestore()}))
+        tree = jax.tree.map(np.asarray, dict(restored[name]))
+    except Exception as err:  # noqa: BLE001  whatever Orbax raises on a damaged item
+        raise SweepDirError(f"{item} is unreadable ({first_line(err)})") from None
     if checksum(tree) != meta.get("checksums", {}).get(name):
-        raise SweepDirError(f"chunk {step}: item {name!r} does not match its checksum")
+        raise SweepDirError(f"{item} does not match its checksum")
     return tree
+
+
+def first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def read_chunks(
@@ -166,7 +178,8 @@ def read_chunks(
 
     A chunk is sound when its meta reads, names this sweep's fingerprint and runs no other
     chunk holds, and its outputs match their checksum; with `verify` (on resume) every
-    snapshot item is read back and checked too.
+    snapshot item is read back and checked too. Each chunk that is not is deleted, with one
+    line on stderr saying why ("redoing chunk K: ...").
     """
     done = np.zeros(n_runs, bool)
     store: dict[str, np.ndarray] = {}
@@ -174,18 +187,21 @@ def read_chunks(
     for step in sorted(mngr.all_steps()):
         meta = metas.get(step)
         try:
-            if meta is None or meta.get("fingerprint") != print_:
-                raise SweepDirError("chunk does not belong to this sweep")
+            if meta is None:
+                raise SweepDirError(f"{STAGES_DIR}/{step}/meta is unreadable")
+            if meta.get("fingerprint") != print_:
+                raise SweepDirError("it was written by another sweep")
             runs = np.asarray(meta["runs"], np.int64)
             if runs.max() >= n_runs or done[runs].any():
-                raise SweepDirError("chunk does not belong to this sweep")
+                raise SweepDirError("its runs are not this sweep's, or another chunk holds them")
             metrics = restore_item(mngr, step, "outputs", meta)
             if store and set(metrics) != set(store):
-                raise SweepDirError("chunk holds other outputs")
+                raise SweepDirError("it holds other outputs than the other chunks")
             if verify:
-                for name in set(meta["checksums"]) - {"outputs"}:
+                for name in sorted(set(meta["checksums"]) - {"outputs"}):
                     restore_item(mngr, step, name, meta)
-        except Exception:  # noqa: BLE001  whatever is wrong with it, the chunk is redone
+        except Exception as err:  # noqa: BLE001  whatever is wrong with it, the chunk is redone
+            print(f"redoing chunk {step}: {first_line(err)}", file=sys.stderr)
             mngr.delete(step)
             continue
         for k, v in metrics.items():
@@ -212,10 +228,9 @@ def read_snapshots(
             for r, i in position.items():
                 found[r] = jax.tree.map(lambda v, i=i: v[i], tree)
     except Exception as err:  # noqa: BLE001  whatever Orbax raises on a damaged checkpoint
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise SweepDirError(
             f"sweep {str(sweep_dir)!r}: stage checkpoint unreadable or corrupt "
-            f"({first}): rerun the sweep with --resume"
+            f"({first_line(err)}): rerun the sweep with --resume"
         ) from None
     finally:
         mngr.close()
@@ -223,21 +238,71 @@ def read_snapshots(
 
 
 def run_index(ds: xr.Dataset, coords: dict[str, Any]) -> xr.DataArray:
-    """Flat run indices over the sweep's dimensions, selected by coordinates."""
-    dims = [*json.loads(ds.attrs["sweep"])["axes"], "seed"]
-    shape = [ds.sizes[d] for d in dims]
-    index = xr.DataArray(
-        np.arange(int(np.prod(shape))).reshape(shape), dims=dims, coords={d: ds[d] for d in dims}
-    )
+    """Flat run indices over the sweep's dimensions, selected by coordinates.
+
+    The runs, and the chunks that store them, are numbered in the expansion order of the sweep
+    as given (its `sweep` attribute, as config.json records it), while `results.nc` holds every
+    axis in increasing order: each stored coordinate is mapped back to its position in the
+    given axis. A scalar or a list selects by value, to within a relative RTOL (float
+    rounding: n_snr2=8.0 finds 7.999999999999999); a slice selects like `Dataset.sel`.
+    """
+    spec = json.loads(ds.attrs["sweep"])
+    given = {**dict(axes_of(spec)), "seed": list(range(spec["seeds"]))}
+    dims = list(given)
     unknown = set(coords) - set(dims)
     if unknown:
         raise ConfigError(
             f"coordinate {sorted(unknown)[0]!r} is invalid: allowed " + ", ".join(dims)
         )
+    positions = [given_positions(d, ds[d].values.tolist(), given[d]) for d in dims]
+    flat = np.ravel_multi_index(
+        np.meshgrid(*positions, indexing="ij"), [len(given[d]) for d in dims]
+    )
+    index = xr.DataArray(flat, dims=dims, coords={d: ds[d].values for d in dims})
+    return select(index, coords)
+
+
+def given_positions(name: str, stored: list, given: list) -> np.ndarray:
+    """The position in the sweep's given axis order of each stored coordinate value (stored
+    exactly as given; `match` only where a value did not survive exactly)."""
+    exact = {v: i for i, v in enumerate(given)}
     try:
-        return index.sel(coords)
-    except KeyError as err:
-        raise ConfigError(f"coordinates {coords} are invalid: no such grid cell ({err})") from None
+        found = [exact[v] if v in exact else match(name, given, v) for v in stored]
+        return np.asarray(found, np.int64)
+    except ConfigError:
+        raise SweepDirError(
+            f"coordinate {name!r} of {RESULTS} is invalid: allowed the values of its sweep "
+            f"attribute ({len(given)} values)"
+        ) from None
+
+
+def select(index: xr.DataArray, coords: dict[str, Any]) -> xr.DataArray:
+    """`index` at the coordinates: scalars and lists matched by `match`, slices by `sel`."""
+    positional: dict[str, Any] = {}
+    sliced: dict[str, slice] = {}
+    for name, value in coords.items():
+        stored = index[name].values.tolist()
+        if isinstance(value, slice):
+            sliced[name] = value
+        elif np.ndim(value) == 0:
+            positional[name] = match(name, stored, np.asarray(value).item())
+        else:
+            positional[name] = [match(name, stored, v) for v in np.ravel(value).tolist()]
+    return index.isel(positional).sel(sliced)
+
+
+def match(name: str, values: list, wanted: Any) -> int:
+    """The position of `wanted` among `values`, equal to within a relative RTOL; a one-line
+    `ConfigError` naming the coordinate and its values when none or several match."""
+    hits: list[int] = []
+    if isinstance(wanted, numbers.Real) and not isinstance(wanted, bool) and np.isfinite(wanted):
+        x = float(wanted)
+        hits = [i for i, v in enumerate(values) if abs(v - x) <= RTOL * max(abs(v), abs(x))]
+    if len(hits) != 1:
+        shown = ", ".join(repr(v) for v in values[:10]) + (", ..." if len(values) > 10 else "")
+        which = "exactly one" if hits else "one"
+        fail(name, wanted, f"{which} of its values {shown} (to a relative {RTOL:g})")
+    return hits[0]
 
 
 def sweep_of(ds: xr.Dataset) -> Sweep:
@@ -288,11 +353,9 @@ def write_dataset(ds: xr.Dataset, path: Path) -> None:
 
 
 def file_checksum(path: Path) -> str:
-    digest = hashlib.sha256()
+    """The file's SHA-256 as hex."""
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def load_sweep(directory: str | os.PathLike) -> xr.Dataset:
