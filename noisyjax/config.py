@@ -28,6 +28,14 @@ DTYPES = ("float32", "float64")
 ENGINES = ("dense", "gram", "wishart", "auto")
 INITS = ("gaussian", "torch")
 OUTPUT_SCALES = ("paper", "kou")
+
+
+def wishart_min_d(m: int) -> int:
+    """The least d the wishart engine can sample in: the 2m filters and the signal direction
+    need 2m + 1 orthogonal directions besides the one the noise Bartlett factor starts from."""
+    return 2 * m + 2
+
+
 # The stage markers of docs/stages.md, in the order a two-stage run usually meets them.
 TRANSITION_NAMES = (
     "t1",
@@ -222,8 +230,12 @@ class Config:
                 self.engine,
                 "'dense' or 'auto' with optimizer 'adam' (Adam leaves span{mu, xi_i})",
             )
-        if self.engine == "wishart" and self.d < 2 * self.m + 2:
-            fail("d", self.d, f"an integer >= 2 m + 2 = {2 * self.m + 2} with engine 'wishart'")
+        if self.engine == "wishart" and self.d < wishart_min_d(self.m):
+            fail(
+                "d",
+                self.d,
+                f"an integer >= 2 m + 2 = {wishart_min_d(self.m)} with engine 'wishart'",
+            )
         check_int("n_val", self.n_val, minimum=0)
         for flag in ("log_samples", "bias"):
             if not isinstance(getattr(self, flag), bool):
@@ -269,7 +281,7 @@ class Config:
         """
         if self.engine != "auto":
             return self.engine
-        if self.optimizer == "adam" or self.d <= max(self.reduced_d, 2 * self.m + 1):
+        if self.optimizer == "adam" or self.d <= self.reduced_d or self.d < wishart_min_d(self.m):
             return "dense"
         return "wishart"
 

@@ -14,7 +14,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from noisyjax import engines
-from noisyjax.config import HPARAM_FIELDS, STAGE_NAMES, TRANSITION_NAMES, Config, HParams, Sizes
+from noisyjax.config import (
+    HPARAM_FIELDS,
+    STAGE_NAMES,
+    TRANSITION_NAMES,
+    Config,
+    HParams,
+    Sizes,
+    wishart_min_d,
+)
 from noisyjax.metrics import metric_names
 from noisyjax.stages import PROBES, snapshot_of
 from noisyjax.sweep.experiment import Experiment
@@ -47,7 +55,7 @@ def resolve_engine(cfg: Config, d_min: int) -> Config:
     if cfg.engine != "auto":
         return cfg
     chosen = cfg.step_engine
-    if chosen == "wishart" and d_min < 2 * cfg.m + 2:
+    if chosen == "wishart" and d_min < wishart_min_d(cfg.m):
         chosen = "dense"
     return cfg.replace(engine=chosen)
 
