@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from noisyjax.config import fail
+from noisyjax.config import ConfigError, fail
 from noisyjax.sweep import Sweep
 
 
@@ -127,3 +127,35 @@ def check_heatmap_vars(variables: list[str], outputs: set[str]) -> None:
                 var,
                 "a metric, stage time or transition metric: " + ", ".join(known),
             )
+
+
+# Values no field accepts, by the type of its default: the constructor's refusal states what
+# the field allows, so the help is read off the one place that checks it.
+_PROBES = {bool: "?", int: -(2**40), float: float("nan"), str: "?", tuple: ("?",)}
+
+
+def field_help(sweep: Sweep) -> list[str]:
+    """One line per --set field of the sweep's experiment: name, type, default, allowed."""
+    exp = sweep.experiment
+    base_cfg, base_hp = type(sweep.cfg)(), exp.hparams_type()
+    rows = []
+    for obj, field in [(base_cfg, f.name) for f in dataclasses.fields(base_cfg)] + [
+        (base_hp, f) for f in exp.hparam_fields
+    ]:
+        default = getattr(obj, field)
+        kind = type(default)
+        kind = float if kind is int and obj is base_hp else kind
+        try:
+            dataclasses.replace(obj, **{field: _PROBES.get(kind, "?")})
+            allowed = "any " + kind.__name__
+        except ConfigError as err:
+            text = str(err)
+            named = text.startswith(f"{field}=")
+            allowed = text.split("allowed ", 1)[1] if named and "allowed " in text else "see docs"
+        except (TypeError, ValueError):
+            allowed = "see docs"
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        rows.append(f"{field:<18} {kind.__name__:<5} default {shown!s:<10} {allowed}")
+    for derived, targets in exp.derived_axes.items():
+        rows.append(f"{derived:<18} float sets {', '.join(targets)} (see docs/sweeps.md)")
+    return rows

@@ -167,7 +167,9 @@ BAD_INPUTS = [
     (["--max-memory", "lots"], "--max-memory='lots'"),
     (["--resume"], "has no config.json"),
     (["--process-id", "1"], "need --distributed"),
-    (["--engine", "warp"], "invalid choice"),
+    (["--engine", "warp"], "engine='warp' is invalid: allowed one of 'dense'"),
+    (["--preset", "no_such_file.py:f"], "an existing file"),
+    (["--no-axis", "eta"], "--no-axis='eta'"),
     (["--set", "eta=nan"], "eta=nan"),
     (["--set", "sigma_p=inf"], "sigma_p=inf"),
     (["--axis", "eta=0.1,nan"], "axis eta='0.1,nan'"),
@@ -297,10 +299,147 @@ def test_resume_with_only_out_finishes_the_sweep_config_json_recorded(tmp_path):
     assert (copy / "stage_phase.png").exists()
 
 
-def test_drop_axis_removes_a_preset_axis_so_its_field_can_be_set(capsys):
-    argv = ["--preset", "tiny", "--drop-axis", "n_snr2", "--set", "mu_norm=7", "--dry-run"]
+def test_no_axis_removes_a_preset_axis_so_its_field_can_be_set(capsys):
+    argv = ["--preset", "tiny", "--no-axis", "n_snr2", "--set", "mu_norm=7", "--dry-run"]
     assert grid.main(argv) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["dims"] == ["tau", "seed"] and plan["runs"] == 2 * 2
-    assert grid.main(["--preset", "tiny", "--drop-axis", "eta", "--dry-run"]) == 2
-    assert "--drop-axis='eta' is invalid" in capsys.readouterr().err
+    assert grid.main(["--preset", "tiny", "--no-axis", "eta", "--dry-run"]) == 2
+    assert "--no-axis='eta' is invalid" in capsys.readouterr().err
+
+
+def test_no_axis_then_set_runs_a_single_setting_of_ones_own(capsys):
+    argv = ["--preset", "tiny", "--no-axis", "n_snr2", "--no-axis", "tau", "--set", "tau=0.3"]
+    assert grid.main([*argv, "--set", "mu_norm=7", "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["dims"] == ["seed"]
+    # Every run and dry run states the grid, the runs, memory and disk before it costs anything.
+    assert captured.err.startswith("tiny: seed 2 = 2 runs in 1 chunks") and "disk ~" in captured.err
+
+
+def test_a_preset_of_ones_own_from_a_file(tmp_path, capsys):
+    source = tmp_path / "my_presets.py"
+    source.write_text(
+        "import noisyjax as nj\n"
+        "def mine():\n"
+        "    cfg = nj.Config(n=10, d=40, m=2, steps=20, log_every=10, n_test=50)\n"
+        "    return nj.Sweep('mine', cfg, nj.HParams(), (nj.Axis('tau', (0.0, 0.2)),), 1)\n"
+        "def broken():\n"
+        "    return 42\n"
+    )
+    assert grid.main(["--preset", f"{source}:mine", "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["preset"] == "mine"
+    out = tmp_path / "out"
+    for name, needle in (("broken", "returning a Sweep"), ("absent", "a function 'absent'")):
+        assert grid.main(["--preset", f"{source}:{name}", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1 and not out.exists(), err
+
+
+def test_replot_and_summary_read_a_finished_sweep_back(tiny_run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run, copy)
+    for png in copy.glob("*.png"):
+        png.unlink()
+    assert grid.main(["--replot", str(copy)]) == 0
+    config = json.loads((copy / "config.json").read_text())
+    assert sorted(config["figures"]) == sorted(p.name for p in copy.glob("*.png")) != []
+    assert grid.main(["--summary", str(copy)]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(copy / "summary.csv")
+    ds = nj.load_sweep(copy)
+    row = table[(table.variable == "best_test_err") & (table.tau == float(ds.tau[0]))]
+    row = row[row.n_snr2 == float(ds.n_snr2[0])].iloc[0]
+    seeds = ds.best_test_err.isel(tau=0, n_snr2=0).values
+    assert row.seeds == len(seeds) == 4
+    assert row["mean"] == pytest.approx(seeds.mean())
+    from scipy import stats
+
+    half = stats.t.ppf(0.975, 3) * seeds.std(ddof=1) / 2
+    assert row.ci_high - row["mean"] == pytest.approx(half, abs=1e-6)
+    never = table[table.variable == "t2"]  # never-reached stage times are no values
+    assert (never.seeds <= 4).all()
+    assert grid.main(["--replot", str(tmp_path / "absent")]) == 2
+    assert "has no results.nc" in capsys.readouterr().err
+
+
+def test_help_lists_presets_and_fields_and_version_is_given(capsys):
+    with pytest.raises(SystemExit) as done:
+        grid.main(["--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "presets (default: stage-phase)" in text and "kou2023-grid" in text
+    assert "tau_plus           float default 0.2        a finite number in [0, 0.5)" in text
+    assert "activation         str   default relu       one of 'relu'" in text
+    assert "python -m sweeps.grid --replot" in text  # the examples
+    with pytest.raises(SystemExit):
+        grid.main(["--version"])
+    assert capsys.readouterr().out.startswith("noisyjax ")
+
+
+def test_resume_with_other_flags_names_the_differing_fields(tiny_run, capsys):
+    argv = [*TINY, "--out", str(tiny_run), "--resume", "--set", "steps=80", "--set", "eta=0.3"]
+    assert grid.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "cfg.steps: recorded 40, given 80" in err and "hp.eta: recorded" in err, err
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"JAX_NUM_CPU_DEVICES": "abc"}, "JAX_NUM_CPU_DEVICES='abc' is invalid"),
+        ({"JAX_NUM_CPU_DEVICES": "0"}, "JAX_NUM_CPU_DEVICES='0' is invalid"),
+        ({"JAX_PLATFORMS": "cuda"}, "JAX cannot start JAX_PLATFORMS='cuda'"),
+    ],
+)
+def test_an_environment_jax_cannot_start_in_ends_in_one_line(env, needle, tmp_path):
+    result = cli("--preset", "tiny", "--out", str(tmp_path / "x"), env=env, pin_one_device=False)
+    assert result.returncode == 2 and needle in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "x").exists()
+
+
+def test_paths_that_cannot_be_a_sweep_directory_end_in_one_line(tmp_path, capsys):
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere" / "x")
+    for out, needle in (
+        (Path("/proc/noisyjax-test"), "cannot be used"),
+        (tmp_path / ("x" * 300), "longer than"),
+        (dangling, "dangling link"),
+    ):
+        assert grid.main([*TINY, "--out", str(out), "--dry-run"]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1, err
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_resume_refuses_a_broken_layout(tiny_run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run, copy)
+    shutil.rmtree(copy / "stages")
+    (copy / "stages").write_text("not a directory")
+    assert grid.main([*TINY, "--out", str(copy), "--resume"]) == 2
+    assert "stages is not a directory" in capsys.readouterr().err
+
+
+def test_a_signal_outside_the_chunk_loop_ends_in_one_line(monkeypatch, capsys):
+    from sweeps import cli as cli_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_module, "run", interrupted)
+    assert grid.main(["--preset", "tiny"]) == 130
+    err = capsys.readouterr().err
+    assert err == "sweeps.grid: interrupted (SIGINT) before the sweep started\n"
+
+
+def test_python_m_noisyjax_is_the_same_command():
+    result = subprocess.run(
+        [sys.executable, "-m", "noisyjax", "--version"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 0 and result.stdout.startswith("noisyjax ")

@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -28,7 +29,14 @@ from noisyjax.sweep import distributed, faults, store
 from noisyjax.sweep.execute import Timing, run_chunks
 from noisyjax.sweep.plan import Plan
 from noisyjax.sweep.spec import Sweep
-from noisyjax.sweep.store import CONFIG, RESULTS, SweepDirError, fingerprint, write_json
+from noisyjax.sweep.store import (
+    CONFIG,
+    RESULTS,
+    STAGES_DIR,
+    SweepDirError,
+    fingerprint,
+    write_json,
+)
 
 Figures = Callable[[xr.Dataset, Path], list[Path]]
 PACKAGES = (
@@ -36,7 +44,6 @@ PACKAGES = (
     "jaxlib",
     "optax",
     "flax",
-    "chex",
     "orbax-checkpoint",
     "numpy",
     "xarray",
@@ -86,8 +93,22 @@ def writer_lock(out: Path):
         os.close(fd)  # releases the lock
 
 
-def check_out_dir(out: Path, *, resume: bool, print_: str) -> None:
-    """Refuse an output directory that cannot be used, before anything is written."""
+def check_out_dir(out: Path, *, resume: bool, print_: str, given: dict | None = None) -> None:
+    """Refuse an output directory that cannot be used, before anything is written. `given`
+    ({"sweep": ..., "numerics": ...}, what the fingerprint hashes) lets a refused resume name
+    the fields that differ from what config.json recorded."""
+    try:
+        _check_out_dir(out, resume=resume, print_=print_, given=given)
+    except OSError as err:  # the path itself: too long, in /proc, unreadable, ...
+        raise SweepDirError(
+            f"--out {str(out)!r} cannot be used ({err.strerror or err}): allowed a writable "
+            "directory path"
+        ) from None
+
+
+def _check_out_dir(out: Path, *, resume: bool, print_: str, given: dict | None) -> None:
+    if out.is_symlink() and not out.exists():
+        raise SweepDirError(f"--out {str(out)!r} is a dangling link: allowed a directory path")
     if out.exists() and not out.is_dir():
         raise SweepDirError(f"--out {str(out)!r} is a file: allowed a new or resumable directory")
     if resume:
@@ -98,14 +119,23 @@ def check_out_dir(out: Path, *, resume: bool, print_: str) -> None:
                 "of an interrupted sweep"
             )
         try:
-            previous = json.loads(config.read_text())["fingerprint"]
+            recorded = json.loads(config.read_text())
+            previous = recorded["fingerprint"]
         except (ValueError, KeyError, TypeError, OSError) as err:
             raise SweepDirError(f"--resume {str(out)!r}: {CONFIG} is unreadable ({err})") from None
+        for part in (STAGES_DIR,):
+            if (out / part).exists() and not (out / part).is_dir():
+                raise SweepDirError(
+                    f"--resume {str(out)!r}: {part} is not a directory: allowed the layout a "
+                    "sweep writes (move the file away, then resume)"
+                )
         if previous != print_:
+            diffs = differences(recorded, given) if given is not None else []
+            what = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
             raise SweepDirError(
                 f"--resume {str(out)!r} was written by a different sweep "
-                f"(fingerprint {previous} != {print_}): allowed the same preset, "
-                "settings and axes"
+                f"({what or f'fingerprint {previous} != {print_}'}): allowed the recorded "
+                "settings (--resume --out DIR alone resumes them as recorded)"
             )
         return
     if out.exists() and any(out.iterdir()):
@@ -113,7 +143,7 @@ def check_out_dir(out: Path, *, resume: bool, print_: str) -> None:
             f"--out {str(out)!r} exists and is not empty: allowed a new "
             "directory, or --resume to finish that sweep"
         )
-    ancestor = out
+    ancestor = out.absolute()
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
@@ -121,6 +151,32 @@ def check_out_dir(out: Path, *, resume: bool, print_: str) -> None:
             f"--out {str(out)!r} is not writable ({str(ancestor)!r} is not a "
             "writable directory): allowed a writable path"
         )
+    name_max = os.pathconf(ancestor, "PC_NAME_MAX")
+    for part in out.absolute().relative_to(ancestor).parts:
+        if len(os.fsencode(part)) > name_max:
+            raise SweepDirError(
+                f"--out {str(out)!r} has a name longer than {name_max} bytes: allowed shorter names"
+            )
+    os.rmdir(tempfile.mkdtemp(prefix=".noisyjax-probe-", dir=ancestor))  # mkdir works there
+
+
+def differences(recorded: dict, given: dict) -> list[str]:
+    """The fields where `given` ({"sweep": ..., "numerics": ...}) differs from a config.json,
+    as "field: recorded X, given Y" (the recorded numerics only where config.json has them)."""
+    given = json.loads(json.dumps(given))  # tuples as lists, as the file has them
+    out = []
+
+    def walk(a: Any, b: Any, path: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                walk(a.get(key), b.get(key), f"{path}.{key}" if path else key)
+        elif a != b:
+            out.append(f"{path.split('.', 1)[-1]}: recorded {a!r}, given {b!r}")
+
+    walk(recorded.get("sweep"), given.get("sweep"), "sweep")
+    if "numerics" in recorded:
+        walk(recorded["numerics"], given.get("numerics"), "numerics")
+    return out
 
 
 def environment() -> dict[str, Any]:
@@ -167,16 +223,18 @@ def run_sweep(
     In a multi-process run every process calls this; each runs its share of the chunks and
     process 0 writes all files.
     """
+    out = Path(out)
     print_ = fingerprint(plan.sweep, numerics(plan))
     lead = jax.process_index() == 0
     if not lead:
         for _ in distributed.share(plan, _todo(plan, None), run_chunks, Timing()):
             pass
         return xr.Dataset()
-    check_out_dir(out, resume=resume, print_=print_)
+    given = {"sweep": plan.sweep.to_dict(), "numerics": numerics(plan)}
+    check_out_dir(out, resume=resume, print_=print_, given=given)
     out.mkdir(parents=True, exist_ok=True)
     with writer_lock(out):
-        check_out_dir(out, resume=resume, print_=print_)  # again, now that it is ours
+        check_out_dir(out, resume=resume, print_=print_, given=given)  # again, now it is ours
         return _run_locked(plan, out, print_, resume=resume, figures=figures, progress=progress)
 
 
@@ -194,6 +252,7 @@ def _run_locked(
     header = {
         "fingerprint": print_,
         "sweep": sweep.to_dict(),
+        "numerics": numerics(plan),
         "plan": plan.summary(),
         "environment": environment(),
         "status": "running",
@@ -218,6 +277,7 @@ def _run_locked(
         with tqdm(
             total=len(todo), unit="run", desc=sweep.name, disable=not progress, dynamic_ncols=True
         ) as bar:
+            bar.set_postfix_str("compiling", refresh=True)  # the first chunk compiles first
             for runs_C, chunk, snapshots in distributed.share(plan, todo, run_chunks, timing):
                 store.save_chunk(mngr, runs_C, chunk, snapshots, chunk_meta(plan, runs_C, chunk))
                 faults.reach("checkpoint")
@@ -226,6 +286,7 @@ def _run_locked(
                         metrics[k] = np.zeros((table.n_runs,) + v.shape[1:], v.dtype)
                     metrics[k][runs_C] = v
                 done[runs_C] = True
+                bar.set_postfix_str("", refresh=False)
                 bar.update(len(runs_C))
     except (KeyboardInterrupt, Terminated) as err:
         mngr.wait_until_finished()  # what was queued is committed: resume keeps it
