@@ -169,15 +169,22 @@ def flip_mask(
     return rank_N.astype(u_N.dtype) < jnp.round(tau_N * n_class_N)
 
 
-def realized_rates(batch: Batch) -> dict[str, jax.Array]:
-    """Empirical tau_plus, tau_minus and overall flip rate over the active samples."""
+def flip_rates(
+    flipped_N: jax.Array, plus_N: jax.Array, mask_N: jax.Array, dtype
+) -> dict[str, jax.Array]:
+    """Empirical tau_plus (flipped fraction of the active class-plus samples), tau_minus (of the
+    others) and overall flip rate, in `dtype`: exact counts, one division; NaN for an empty set."""
 
     def rate(sel_N: jax.Array) -> jax.Array:
-        dtype = batch.y.dtype
-        return jnp.sum(batch.flipped & sel_N).astype(dtype) / jnp.sum(sel_N).astype(dtype)
+        return jnp.sum(flipped_N & sel_N).astype(dtype) / jnp.sum(sel_N).astype(dtype)
 
     return {
-        "tau_plus_realized": rate(batch.mask & (batch.y > 0)),
-        "tau_minus_realized": rate(batch.mask & (batch.y < 0)),
-        "flip_rate_realized": rate(batch.mask),
+        "tau_plus_realized": rate(mask_N & plus_N),
+        "tau_minus_realized": rate(mask_N & ~plus_N),
+        "flip_rate_realized": rate(mask_N),
     }
+
+
+def realized_rates(batch: Batch) -> dict[str, jax.Array]:
+    """Empirical tau_plus, tau_minus and overall flip rate over the active samples."""
+    return flip_rates(batch.flipped, batch.y > 0, batch.mask, batch.y.dtype)

@@ -79,6 +79,16 @@ def validation(
     return _at(index, step_T, np.asarray(test_err_RT, float))
 
 
+def check_tau_hat(tau_hat: float | np.ndarray) -> np.ndarray:
+    """An assumed noise rate tau_hat (a number, or one per run) as floats, each in [0, 0.5): the
+    range of the flip rates themselves (docs/science.md section 2); at 1/2 the observed labels
+    carry no information. The log-2 and small-loss rules both check it here."""
+    tau_hat_R = np.asarray(tau_hat, float)
+    if not np.all((tau_hat_R >= 0.0) & (tau_hat_R < 0.5)):  # NaN fails too
+        fail("tau_hat", tau_hat, "numbers in [0, 0.5)")
+    return tau_hat_R
+
+
 def log2(
     step_T: np.ndarray,
     frac_below_log2_RT: np.ndarray,
@@ -91,9 +101,7 @@ def log2(
     training accuracy w.r.t. the observed labels (loss < log 2 iff y_obs f > 0); `tau_hat` is
     a number or one per run (shape R).
     """
-    tau_hat_R = np.asarray(tau_hat, float)
-    if np.any((tau_hat_R < 0) | (tau_hat_R >= 0.5)):
-        fail("tau_hat", tau_hat, "numbers in [0, 0.5)")
+    tau_hat_R = check_tau_hat(tau_hat)
     # 1e-9: a fraction computed as k / n must count as reaching (1 - tau_hat) when equal.
     level_R1 = (1.0 - tau_hat_R - 1e-9)[..., None]
     reached_RT = np.asarray(frac_below_log2_RT, float) >= level_R1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -100,6 +101,27 @@ def trajectories(
         top.set_title(title, fontsize=10)
     fig.savefig(path, dpi=120)
     return path
+
+
+def seed_band(
+    ax: Axes,
+    x: np.ndarray,
+    da: xr.DataArray,
+    label: str,
+    color: str,
+    ls: str = "-",
+    *,
+    alpha: float = 0.2,
+    lw: float | None = None,
+) -> None:
+    """Mean over seeds as a line and the min-max over seeds as a band, ignoring NaN (a seed
+    without flipped samples, a marker never reached); `da` has a `seed` dimension and x's."""
+    values = np.asarray(da.transpose("seed", ...).values, float)
+    with warnings.catch_warnings():  # an all-NaN column is a gap in the curve, not an error
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean, low, high = (f(values, axis=0) for f in (np.nanmean, np.nanmin, np.nanmax))
+    ax.plot(x, mean, color=color, ls=ls, label=label, lw=lw)
+    ax.fill_between(x, low, high, color=color, alpha=alpha, lw=0)
 
 
 def seed_summary(da: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:

@@ -16,18 +16,18 @@ Shape letters: T logged steps (any leading axes), N samples.
 
 from __future__ import annotations
 
-import math
-
 import jax
+import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
 from noisyjax.config import Config, HParams, fail
 from noisyjax.data import Batch
+from noisyjax.early_stopping import check_tau_hat
+from noisyjax.metrics import LOG2, auroc
 from noisyjax.model import Params
 from noisyjax.train import Metrics, TrainState, fit
 
-LOG2 = math.log(2.0)
 SCORES = ("precision", "recall", "f1")
 
 
@@ -38,9 +38,9 @@ def select_below_log2(loss_TN: np.ndarray) -> np.ndarray:
 
 
 def select_small_loss(loss_TN: np.ndarray, tau_hat: float) -> np.ndarray:
-    """Keep the round((1 - tau_hat) n_active) smallest losses of each row (ties by index)."""
-    if not 0.0 <= tau_hat < 1.0:
-        fail("tau_hat", tau_hat, "a number in [0, 1)")
+    """Keep the round((1 - tau_hat) n_active) smallest losses of each row (ties by index);
+    tau_hat in [0, 0.5), as `noisyjax.early_stopping.check_tau_hat` checks."""
+    check_tau_hat(tau_hat)
     loss_TN = np.asarray(loss_TN, float)
     active_TN = ~np.isnan(loss_TN)
     keep_T = np.round((1.0 - tau_hat) * active_TN.sum(-1)).astype(int)
@@ -69,18 +69,23 @@ def selection_scores(
 
 
 def loss_auroc(loss_TN: np.ndarray, flipped_N: np.ndarray) -> np.ndarray:
-    """P(loss of a flipped sample > loss of a clean one), ties 1/2; NaN without both kinds."""
+    """P(loss of a flipped sample > loss of a clean one), ties 1/2; NaN without both kinds.
+
+    `noisyjax.metrics.auroc` on each row of active (non-NaN) samples, in float64."""
     loss_TN = np.asarray(loss_TN, float)
-    flipped_N = np.asarray(flipped_N, bool)
+    flipped_TN = np.broadcast_to(np.asarray(flipped_N, bool), loss_TN.shape)
     active_TN = ~np.isnan(loss_TN)
-    pos_TN, neg_TN = active_TN & flipped_N, active_TN & ~flipped_N
-    diff_TNN = loss_TN[..., :, None] - loss_TN[..., None, :]
-    wins_TNN = np.where(diff_TNN > 0, 1.0, np.where(diff_TNN == 0, 0.5, 0.0))
-    pairs_TNN = pos_TN[..., :, None] & neg_TN[..., None, :]
-    count = pairs_TNN.sum((-2, -1)).astype(float)
-    total = np.where(pairs_TNN, wins_TNN, 0.0).sum((-2, -1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / count, np.nan)
+    rows = (-1, loss_TN.shape[-1])
+    with jax.enable_x64(True):  # the float64 losses as they are, whatever the global setting
+        value_R = _row_auroc(
+            jnp.asarray(loss_TN.reshape(rows)),
+            jnp.asarray((active_TN & flipped_TN).reshape(rows)),
+            jnp.asarray((active_TN & ~flipped_TN).reshape(rows)),
+        )
+        return np.asarray(value_R, float).reshape(loss_TN.shape[:-1])
+
+
+_row_auroc = jax.jit(jax.vmap(auroc))
 
 
 def selection_metrics(ds: xr.Dataset, tau_hats: tuple[float, ...]) -> xr.Dataset:

@@ -14,16 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from noisyjax.analysis import LinearFit
-
-
-def band(ax, x: np.ndarray, da: xr.DataArray, label: str, color: str, ls: str = "-") -> None:
-    """Mean over seeds with a min-max band (NaN-aware)."""
-    with np.errstate(all="ignore"):
-        mean = da.mean("seed", skipna=True).values
-        low, high = da.min("seed", skipna=True).values, da.max("seed", skipna=True).values
-    ax.plot(x, mean, color=color, ls=ls, label=label)
-    ax.fill_between(x, low, high, color=color, alpha=0.2, lw=0)
-
+from noisyjax.plots import seed_band
 
 # The markers drawn on the story figure, with their colours (docs/stages.md).
 STORY_MARKERS = {
@@ -59,14 +50,14 @@ def story_layout(runs: dict[str, xr.Dataset], path: Path, title: str) -> Path:
     for col, (name, run) in enumerate(runs.items()):
         top, mid, low = axes[:, col]
         x = run["step"].values
-        band(top, x, run["gamma_max"], r"$\max_{j,r}\gamma_{j,r}$ (signal)", "C0")
-        band(top, x, run["rho_bar_clean"], r"$\bar\rho$ clean (mean of $\max_r$)", "C2")
-        band(top, x, run["rho_bar_noisy"], r"$\bar\rho$ flipped (mean of $\max_r$)", "C3")
-        band(mid, x, run["train_acc"], "train, all", "C0")
-        band(mid, x, run["train_acc_clean"], "train, clean", "C2")
-        band(mid, x, run["train_acc_noisy"], "train, flipped (observed labels)", "C3")
-        band(low, x, run["test_err"], "test error, true labels", "k")
-        band(low, x, run["test_err_noisy_labels"], "test error, noisy labels", "C1", "--")
+        seed_band(top, x, run["gamma_max"], r"$\max_{j,r}\gamma_{j,r}$ (signal)", "C0")
+        seed_band(top, x, run["rho_bar_clean"], r"$\bar\rho$ clean (mean of $\max_r$)", "C2")
+        seed_band(top, x, run["rho_bar_noisy"], r"$\bar\rho$ flipped (mean of $\max_r$)", "C3")
+        seed_band(mid, x, run["train_acc"], "train, all", "C0")
+        seed_band(mid, x, run["train_acc_clean"], "train, clean", "C2")
+        seed_band(mid, x, run["train_acc_noisy"], "train, flipped (observed labels)", "C3")
+        seed_band(low, x, run["test_err"], "test error, true labels", "k")
+        seed_band(low, x, run["test_err_noisy_labels"], "test error, noisy labels", "C1", "--")
         mid.set_ylim(-0.03, 1.03)
         low.set_ylim(bottom=0)
         top.set_title(name, fontsize=10)
@@ -238,12 +229,12 @@ def selection_curves(
         ax = axes[k]
         for i, (label, ds) in enumerate(curves.items()):
             if score in ds:
-                band(ax, step_T, ds[score], label, f"C{i}")
+                seed_band(ax, step_T, ds[score], label, f"C{i}")
         ax.set_title(score, fontsize=10)
         ax.set_ylim(-0.02, 1.02)
     for i, (label, ds) in enumerate(curves.items()):
         if "auroc" in ds:
-            band(axes[3], step_T, ds["auroc"], label, f"C{i}")
+            seed_band(axes[3], step_T, ds["auroc"], label, f"C{i}")
     axes[3].set_title("AUROC of loss (flipped vs clean)", fontsize=10)
     axes[3].set_ylim(0.4, 1.02)
     for ax in axes:

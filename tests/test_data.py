@@ -47,6 +47,20 @@ def test_bernoulli_flip_rates_match_tau_statistically():
     assert float(rates["tau_plus_realized"]) == pytest.approx(0.1, abs=0.03)
 
 
+def test_flip_rates_count_active_samples_per_class():
+    """The one realized-rate function of the synthetic and the real-image runs."""
+    flipped = np.array([True, False, True, True, False, True])
+    plus = np.array([True, True, False, False, True, False])
+    mask = np.array([True, True, True, True, False, False])  # the last two are padding
+    rates = nj.data.flip_rates(flipped, plus, mask, jnp.float32)
+    assert float(rates["tau_plus_realized"]) == 0.5  # 1 of the 2 active plus samples
+    assert float(rates["tau_minus_realized"]) == 1.0
+    assert float(rates["flip_rate_realized"]) == 0.75
+    assert all(v.dtype == jnp.float32 for v in rates.values())
+    empty = nj.data.flip_rates(flipped, np.zeros(6, bool), mask, jnp.float32)
+    assert np.isnan(float(empty["tau_plus_realized"]))
+
+
 def test_exact_flip_counts_are_exact():
     cfg = CFG.replace(n=101, flip="exact")
     hp = nj.HParams(tau_plus=0.2, tau_minus=0.35)

@@ -52,8 +52,10 @@ def test_log2_rule_first_crossing_and_fallback():
     np.testing.assert_array_equal(stop.test_err, [0.05, 0.3])
     per_run = es.log2(step, acc, test, np.array([0.0, 0.3]))
     np.testing.assert_array_equal(per_run.step, [4, 2])
-    with pytest.raises(ConfigError, match="tau_hat"):
-        es.log2(step, acc, test, 0.5)
+    for bad in (0.5, -0.1, np.nan, np.array([0.1, 0.7])):  # one range with the small-loss rule
+        with pytest.raises(ConfigError, match="tau_hat"):
+            es.log2(step, acc, test, bad)
+    np.testing.assert_array_equal(es.check_tau_hat([0.0, 0.49]), [0.0, 0.49])
 
 
 def test_stopping_table_on_a_sweep_dataset():

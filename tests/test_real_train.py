@@ -12,7 +12,7 @@ from noisyjax.real.config import RealConfig, RealHParams
 from noisyjax.real.datasets import load
 from noisyjax.real.models import PatchConv, make_model, margin
 from noisyjax.real.stages import rank_auroc
-from noisyjax.real.train import make_train
+from noisyjax.real.train import learning_rate, make_train
 from tests.test_real_data import write_cifar_tarball
 
 TINY = RealConfig(width=4, epochs=6, batch_size=32, lr_milestones=(4,), eval_batch=64)
@@ -41,6 +41,23 @@ def test_rank_auroc_equals_the_pairwise_auroc_with_ties():
         rank_auroc(score, positive), auroc(score, positive, ~positive), rtol=1e-6
     )
     assert np.isnan(rank_auroc(score, jnp.zeros(40, bool)))
+
+
+@pytest.mark.parametrize("milestones", [(), (4,), (50, 75), (1, 2, 3)])
+def test_step_schedule_is_lr_times_the_float32_product_of_the_factors(milestones):
+    """Bit for bit lr (gamma gamma ...) (optax's piecewise_constant_schedule would round it as
+    ((lr gamma) gamma) and differ for many lr), through the last milestone and after it."""
+    cfg = RealConfig(epochs=100, lr_milestones=milestones, lr_gamma=0.1)
+    steps_per_epoch = 7
+    lr_L = np.random.default_rng(0).uniform(1e-4, 1.0, 64).astype(np.float32)
+    count_C = np.arange(101 * steps_per_epoch, dtype=np.int32)
+    per_step = jax.vmap(lambda lr, count: learning_rate(cfg, lr, steps_per_epoch)(count))
+    schedule = jax.vmap(lambda lr: per_step(jnp.full(count_C.shape, lr), count_C))
+    got_LC = np.asarray(jax.jit(schedule)(lr_L))
+    crossed_C = np.sum(count_C[:, None] >= np.asarray(milestones, int) * steps_per_epoch, 1)
+    factor_K = np.cumprod(np.r_[np.float32(1), np.full(len(milestones), 0.1, np.float32)])
+    expected_LC = lr_L[:, None] * factor_K.astype(np.float32)[crossed_C][None, :]
+    assert got_LC.dtype == np.float32 and got_LC.tobytes() == expected_LC.tobytes()
 
 
 def test_integrated_gradients_are_complete():

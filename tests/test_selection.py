@@ -4,13 +4,16 @@ import itertools
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import xarray as xr
+from sklearn.metrics import roc_auc_score
 
 import noisyjax as nj
 from noisyjax import selection
 from noisyjax.config import ConfigError
+from noisyjax.metrics import auroc
 
 
 def brute_scores(kept, flipped, active):
@@ -75,6 +78,54 @@ def test_auroc_matches_brute_force_and_degenerate_cases():
         np.testing.assert_allclose(got, [brute_auroc(row, flipped) for row in loss])
     assert np.isnan(selection.loss_auroc(np.ones((1, 3)), np.zeros(3, bool))[0])
     assert selection.loss_auroc(np.array([[0.1, 2.0]]), np.array([False, True]))[0] == 1.0
+    with jax.enable_x64(False):  # float64 losses are compared as float64 whatever the setting
+        close = selection.loss_auroc(np.array([[1.0, 1.0 + 1e-12]]), np.array([False, True]))
+    assert close.dtype == np.float64 and close[0] == 1.0
+
+
+def pairwise_auroc(score_N, positive_N, negative_N):
+    """The O(N^2) pairwise AUROC the sweeps logged before the rank-based one (same float ops)."""
+    pairs_NN = positive_N[:, None] & negative_N[None, :]
+    diff_NN = score_N[:, None] - score_N[None, :]
+    wins_NN = jnp.where(diff_NN > 0, 1.0, jnp.where(diff_NN == 0, 0.5, 0.0)).astype(score_N.dtype)
+    count = jnp.sum(pairs_NN).astype(score_N.dtype)
+    value = jnp.sum(jnp.where(pairs_NN, wins_NN, 0.0)) / jnp.maximum(count, 1.0)
+    return jnp.where(count > 0, value, jnp.nan)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rank_auroc_is_the_pairwise_auroc_bit_for_bit(dtype):
+    """Ties, masks, overlapping or empty classes, NaN and infinite scores, under jit and vmap."""
+    rng = np.random.default_rng(3)
+    for trial in range(12):
+        n = int(rng.integers(1, 300))
+        score_RN = rng.integers(0, 5, (4, n)).astype(dtype)  # many ties
+        if trial % 2:
+            score_RN = np.log1p(np.exp(-rng.normal(0, 4, (4, n)))).astype(dtype)
+        if trial % 3 == 0:
+            score_RN[rng.random((4, n)) < 0.1] = np.nan
+            score_RN[rng.random((4, n)) < 0.1] = np.inf
+            score_RN[rng.random((4, n)) < 0.05] = -np.inf
+        active_RN = rng.random((4, n)) < 0.9
+        flipped_RN = rng.random((4, n)) < 0.3
+        positive_RN, negative_RN = active_RN & flipped_RN, active_RN & ~flipped_RN
+        if trial == 4:
+            positive_RN[:] = False
+        if trial == 5:
+            negative_RN = active_RN  # a sample on both sides ties with itself
+        args = tuple(jnp.asarray(a) for a in (score_RN, positive_RN, negative_RN))
+        got = np.asarray(jax.jit(jax.vmap(auroc))(*args))
+        expected = np.asarray(jax.jit(jax.vmap(pairwise_auroc))(*args))
+        assert got.dtype == dtype and got.tobytes() == expected.tobytes(), trial
+
+
+def test_rank_auroc_matches_sklearn_with_ties():
+    rng = np.random.default_rng(4)
+    for _ in range(10):
+        score = rng.integers(0, 8, 500).astype(np.float64)
+        positive = rng.random(500) < 0.25
+        got = float(auroc(jnp.asarray(score), jnp.asarray(positive), jnp.asarray(~positive)))
+        assert got == pytest.approx(roc_auc_score(positive, score), rel=1e-12)
 
 
 def test_scores_degenerate_cases_and_bad_input():
@@ -83,8 +134,9 @@ def test_scores_degenerate_cases_and_bad_input():
     assert np.isnan(nothing["precision"][0]) and nothing["recall"][0] == 0
     only_flipped = selection.selection_scores(np.array([[False, True]]), flipped)
     assert only_flipped["precision"][0] == 0 and only_flipped["f1"][0] == 0
-    with pytest.raises(ConfigError, match="tau_hat"):
-        selection.select_small_loss(np.zeros((1, 3)), 1.0)
+    for tau_hat in (1.0, 0.5, -0.1, math.nan):  # the range of the log-2 rule's tau_hat too
+        with pytest.raises(ConfigError, match="tau_hat"):
+            selection.select_small_loss(np.zeros((1, 3)), tau_hat)
 
 
 def test_selection_metrics_on_a_dataset():

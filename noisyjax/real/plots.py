@@ -11,6 +11,8 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
+from noisyjax.plots import seed_band
+
 CURVES = (
     ("train_acc_clean", "train clean", "C2", "-"),
     ("train_acc_noisy", "train flipped (observed labels)", "C3", "-"),
@@ -40,9 +42,9 @@ def accuracy_trajectories(ds: xr.Dataset, path: Path, *, title: str = "") -> Pat
         run = ds.sel(tau=tau) if tau is not None else ds
         top, bottom = axes[0, col], axes[1, col]
         for name, label, color, style in CURVES:
-            _band(top, epoch, run[name], label, color, style)
+            seed_band(top, epoch, run[name], label, color, style, alpha=0.15, lw=1.4)
         for name, label, color in SEPARATION:
-            _band(bottom, epoch, run[name], label, color, "-")
+            seed_band(bottom, epoch, run[name], label, color, alpha=0.15, lw=1.4)
         for name in ("t1", "t2"):
             times = stage_epochs(run, name)
             if times:
@@ -72,15 +74,6 @@ def accuracy_trajectories(ds: xr.Dataset, path: Path, *, title: str = "") -> Pat
     fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=7)
     fig.savefig(path, dpi=120)
     return path
-
-
-def _band(ax, x, da: xr.DataArray, label: str, color: str, style: str) -> None:
-    values = np.asarray(da.transpose("seed", "epoch").values, float)
-    if np.all(np.isnan(values)):
-        return
-    with np.errstate(all="ignore"):
-        ax.plot(x, np.nanmean(values, 0), color=color, ls=style, label=label, lw=1.4)
-        ax.fill_between(x, np.nanmin(values, 0), np.nanmax(values, 0), color=color, alpha=0.15)
 
 
 def attribution_grid(

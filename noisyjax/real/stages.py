@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from noisyjax.metrics import LOG2, masked_mean
+from noisyjax.metrics import auroc, loss_summaries, masked_mean
 from noisyjax.stages import NEVER, TRANSITIONS, fit_hits
 
 PROBES = ("train_acc_noisy", "frac_noisy_above_log2", "frac_clean_below_log2", "loss_auroc")
@@ -95,34 +95,22 @@ def summary(stages: RealStages) -> dict[str, jax.Array]:
 
 
 def loss_metrics(z_N: jax.Array, flipped_N: jax.Array) -> dict[str, jax.Array]:
-    """Per-sample loss summaries of docs/science.md section 4 from observed-label margins."""
+    """Per-sample loss summaries of docs/science.md section 4 from observed-label margins (the
+    synthetic runs' `noisyjax.metrics.loss_summaries`, plus the median losses)."""
     loss_N = jax.nn.softplus(-z_N)
     clean_N, noisy_N = ~flipped_N, flipped_N
     return {
         "train_loss": jnp.mean(loss_N),
-        "train_loss_clean": masked_mean(loss_N, clean_N),
-        "train_loss_noisy": masked_mean(loss_N, noisy_N),
         "train_loss_clean_median": jnp.nanmedian(jnp.where(clean_N, loss_N, jnp.nan)),
         "train_loss_noisy_median": jnp.nanmedian(jnp.where(noisy_N, loss_N, jnp.nan)),
-        "frac_clean_below_log2": masked_mean((loss_N < LOG2).astype(z_N.dtype), clean_N),
-        "frac_noisy_above_log2": masked_mean((loss_N > LOG2).astype(z_N.dtype), noisy_N),
-        "loss_auroc": rank_auroc(loss_N, noisy_N),
+        **loss_summaries(loss_N, clean_N, noisy_N),
     }
 
 
 def rank_auroc(score_N: jax.Array, positive_N: jax.Array) -> jax.Array:
-    """AUROC of `score` for positives vs all other samples, ties 1/2 (Mann-Whitney U via mid
-    ranks): the value of `noisyjax.metrics.auroc` in O(N log N) instead of O(N^2) memory,
-    which a 10,000-image training set needs. NaN if a side is empty."""
-    dtype = score_N.dtype
-    sorted_N = jnp.sort(score_N)
-    below = jnp.searchsorted(sorted_N, score_N, side="left").astype(dtype)
-    upto = jnp.searchsorted(sorted_N, score_N, side="right").astype(dtype)
-    mid_rank_N = (below + upto + 1.0) / 2.0  # 1-based, ties share their mean rank
-    n_pos = jnp.sum(positive_N).astype(dtype)
-    n_neg = jnp.asarray(score_N.shape[0], dtype) - n_pos
-    u = jnp.sum(jnp.where(positive_N, mid_rank_N, 0.0)) - n_pos * (n_pos + 1.0) / 2.0
-    return jnp.where((n_pos > 0) & (n_neg > 0), u / jnp.maximum(n_pos * n_neg, 1.0), jnp.nan)
+    """AUROC of `score` for positives vs all other samples, ties 1/2 (`noisyjax.metrics.auroc`,
+    O(N log N)); NaN if a side is empty."""
+    return auroc(score_N, positive_N, ~positive_N)
 
 
 assert set(TRACKED) <= set(TRANSITIONS)

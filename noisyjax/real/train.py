@@ -17,9 +17,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from noisyjax.data import flip_rates
 from noisyjax.metrics import masked_mean
 from noisyjax.real.config import RealConfig, RealHParams
-from noisyjax.real.datasets import Images, flip_labels, realized_rates
+from noisyjax.real.datasets import Images, flip_labels
 from noisyjax.real.models import Model, make_model, margin
 from noisyjax.real.stages import (
     RealSnapshot,
@@ -53,15 +54,17 @@ def snapshot_of(state: RealState) -> RealSnapshot:
 
 
 def learning_rate(cfg: RealConfig, lr: jax.Array, steps_per_epoch: int) -> optax.Schedule:
-    """Step schedule: lr times lr_gamma at each milestone epoch."""
+    """Step schedule: lr times lr_gamma^k from the k-th milestone epoch on.
 
-    def schedule(count: jax.Array) -> jax.Array:
-        scale = jnp.ones((), lr.dtype)
-        for epoch in cfg.lr_milestones:
-            scale = jnp.where(count >= epoch * steps_per_epoch, scale * cfg.lr_gamma, scale)
-        return lr * scale
-
-    return schedule
+    optax's piecewise_constant_schedule would round lr gamma gamma as (lr gamma) gamma; the
+    pieces here are lr (gamma gamma), the per-step rates every run has used, bit for bit."""
+    scales = [jnp.ones((), lr.dtype)]
+    for _ in cfg.lr_milestones:
+        scales.append(scales[-1] * cfg.lr_gamma)
+    return optax.join_schedules(
+        [optax.constant_schedule(lr * scale) for scale in scales],
+        [epoch * steps_per_epoch for epoch in cfg.lr_milestones],
+    )
 
 
 def optimizer(cfg: RealConfig, hp: RealHParams, steps_per_epoch: int):
@@ -177,7 +180,7 @@ def make_train(cfg: RealConfig) -> Callable[..., tuple[RealState, Metrics]]:
         )
         final = {
             **summary(state.stages),
-            **realized_rates(flipped_N, label_N),
+            **flip_rates(flipped_N, label_N == 1, jnp.ones(n, bool), jnp.float32),
             "diverged": state.diverged,
             # Per-sample outputs (a `sample` axis in results.nc): the flip mask is kept.
             "sample_flipped": flipped_N,

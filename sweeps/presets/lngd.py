@@ -16,6 +16,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 import noisyjax as nj
+from noisyjax.plots import seed_band
 from noisyjax.sweep import Axis, Sweep
 from sweeps.presets.figures import final, mu_norms, with_snr_axis
 
@@ -87,11 +88,7 @@ def lngd2025_figures(ds: xr.Dataset, out: Path) -> list[Path]:
         # by label (it can fall under label-noise GD; docs/science.md section 4).
         run = run.assign(rho_over_gamma=run["rho_bar_clean"] / run["gamma_max"])
         for ax, (var, label) in zip(axes, panels, strict=True):
-            v = run[var].transpose("seed", "step").values
-            ax.plot(step, np.nanmean(v, axis=0), color=f"C{k}", label=method_name(rate))
-            ax.fill_between(
-                step, np.nanmin(v, axis=0), np.nanmax(v, axis=0), color=f"C{k}", alpha=0.2
-            )
+            seed_band(ax, step, run[var], method_name(rate), f"C{k}")
             ax.set_ylabel(label)
     axes[0].legend(fontsize=8)
     axes[-1].set_xlabel("step")
