@@ -21,7 +21,8 @@ from noisyjax.theory import stage_two_error_bound
 def marker_table(run: xr.Dataset) -> dict[str, list[int]]:
     """Every marker per seed (NEVER = -1 kept), with the window's length."""
     names = TRANSITION_NAMES + ("stage_one_length",)
-    return {name: [int(v) for v in np.asarray(run[name].values).ravel()] for name in names}
+    values = {name: np.asarray(run[name].values, float).ravel() for name in names}
+    return {name: [int(v) if np.isfinite(v) else -1 for v in vs] for name, vs in values.items()}
 
 
 def at_step(run: xr.Dataset, var: str, steps_S: np.ndarray) -> np.ndarray:

@@ -443,3 +443,35 @@ def test_python_m_noisyjax_is_the_same_command():
         [sys.executable, "-m", "noisyjax", "--version"], capture_output=True, text=True, cwd=ROOT
     )
     assert result.returncode == 0 and result.stdout.startswith("noisyjax ")
+
+
+def test_results_describe_themselves(tiny_run):
+    import netCDF4
+    import xarray as xr
+
+    from noisyjax.sweep.store import rounded
+    from sweeps.presets import PRESETS
+
+    ds = nj.load_sweep(tiny_run)
+    for name in ds.variables:
+        attrs = ds[name].attrs
+        assert attrs.get("long_name") and attrs.get("description") and "units" in attrs, name
+    assert ds.attrs["Conventions"] == "CF-1.10" and "sweeps.grid" in ds.attrs["history"]
+    assert isinstance(ds.attrs["device_count"], np.integer) and ds.attrs["x64"] == 0
+    # A never-reached marker is stored as the fill value and decodes as missing.
+    raw = xr.open_dataset(tiny_run / "results.nc", engine="h5netcdf", mask_and_scale=False)
+    assert (raw.t_memorize.values == -1).any(), "the tiny sweep has windows that never close"
+    for t in nj.TRANSITION_NAMES:
+        np.testing.assert_array_equal(np.isnan(ds[t].values), raw[t].values == -1, err_msg=t)
+        assert int(raw[t].attrs["_FillValue"]) == -1
+    # Booleans are CF flags in the file and booleans again when read back.
+    assert raw.stage_one_exists.dtype == np.int8 and ds.stage_one_exists.dtype == bool
+    assert raw.stage_one_exists.attrs["flag_meanings"] == "false true"
+    # Coordinates as the grid was given: the default preset's log axis holds 8.0 exactly.
+    default, _ = PRESETS["stage-phase"]()
+    n_snr2 = next(a for a in default.axes if a.name == "n_snr2")
+    assert 8.0 in [rounded(v) for v in n_snr2.values] and 8.0 not in n_snr2.values
+    assert ds.sel(n_snr2=8.0).t1.sizes["seed"] == 4
+    with netCDF4.Dataset(tiny_run / "results.nc") as nc:  # the reference library reads it
+        assert nc["t_memorize"][:].mask.any()
+        assert nc["stage_one_exists"].flag_meanings == "false true"

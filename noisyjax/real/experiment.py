@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 from noisyjax.config import fail
+from noisyjax.real import variables
 from noisyjax.real.config import REAL_STAGES, RealConfig, RealHParams
 from noisyjax.real.datasets import Images, cifar_source, load
 from noisyjax.real.models import make_model
@@ -117,6 +118,7 @@ EXPERIMENT = Experiment(
     output_bytes=output_bytes,
     snapshot_bytes=snapshot_bytes,
     describe=lambda cfg: {"model": cfg.model},
+    variables=variables.describe,
     stages=REAL_STAGES,
     time="epoch",
 )

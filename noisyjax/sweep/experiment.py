@@ -64,6 +64,8 @@ class Experiment(NamedTuple):
       buckets: (base config, table) -> [(bucket config, run indices)]: runs compiled together.
       shared: bucket config -> what every run of the bucket reads (replicated), or None.
       describe: bucket config -> the bucket's fields in the plan summary.
+      variables: results name -> (long name, units, one-sentence description), or None for a
+        name it does not know: the CF attributes of results.nc and the figures' axis labels.
     """
 
     name: str
@@ -85,6 +87,7 @@ class Experiment(NamedTuple):
     buckets: Callable[[Any, Any], list[tuple[Any, np.ndarray]]] = one_bucket
     shared: Callable[[Any], Any] = lambda cfg: None
     describe: Callable[[Any], dict[str, Any]] = lambda cfg: {}
+    variables: Callable[[str], tuple[str, str, str] | None] = lambda name: None
 
     def inputs(self, table: Any, runs: np.ndarray, cfg: Any) -> Any:
         """The per-run inputs of `runs`: `run_inputs`, or seeds and float32 hyperparameters."""

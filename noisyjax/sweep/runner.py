@@ -318,6 +318,7 @@ def _run_locked(
     )
     store.write_dataset(ds, out / RESULTS)
     header["results_sha256"] = store.file_checksum(out / RESULTS)  # `load_sweep` checks it
+    ds = store.read_dataset(out / RESULTS)  # what every later reader sees: figures too
     write_json(out / CONFIG, header)  # results and status are final before any figure
     if figures is not None:
         drawn, skipped = draw_figures(figures, ds, out)

@@ -20,6 +20,7 @@ never trusted.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import numbers
@@ -318,7 +319,9 @@ def to_dataset(
     dims = sweep.dims
     shape = sweep.shape
     time = sweep.experiment.time
-    coords: dict[str, Any] = {a.name: list(a.values) for a in sweep.axes}
+    # Axis values as the grid was given, without the float noise of lin:/log: specs
+    # (7.999999999999999 is stored as 8.0; runs are still found to within rounding).
+    coords: dict[str, Any] = {a.name: [rounded(v) for v in a.values] for a in sweep.axes}
     coords["seed"] = np.arange(sweep.seeds)
     coords[time] = metrics[time][0]
     data = {}
@@ -339,17 +342,80 @@ def to_dataset(
     # Axis values in increasing order whatever order they were given in (figures and `sel`
     # slices need monotonic coordinates; a run is found by its coordinates, not its position).
     ds = ds.sortby([a.name for a in sweep.axes]) if sweep.axes else ds
-    # netCDF attributes hold strings and numbers only: everything else is stored as JSON.
+    describe_variables(ds, sweep.experiment.variables)
     ds.attrs.update(
-        {k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in attrs.items()}
+        Conventions=CONVENTIONS,
+        title=f"noisyjax sweep {sweep.name!r} ({sweep.experiment.name})",
+        history=f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}: "
+        + " ".join(["python -m sweeps.grid" if a.endswith("grid.py") else a for a in sys.argv]),
+        **{k: attribute(v) for k, v in attrs.items()},
     )
+    return ds
+
+
+CONVENTIONS = "CF-1.10"
+NEVER = -1  # a step or epoch count that was never reached; stored as the fill value
+FLAGS = {"flag_values": np.array([0, 1], np.int8), "flag_meanings": "false true"}
+
+
+def rounded(value: Any) -> Any:
+    """A float to 12 significant digits (integers unchanged)."""
+    return float(f"{value:.12g}") if isinstance(value, float) else value
+
+
+def attribute(value: Any) -> Any:
+    """A global attribute's value: strings and numbers as they are (booleans as 0 or 1: netCDF
+    has no boolean), anything else as JSON."""
+    if isinstance(value, bool | np.bool_):
+        return np.int8(value)
+    if isinstance(value, str | numbers.Number):
+        return value
+    return json.dumps(value, default=str)
+
+
+def describe_variables(ds: xr.Dataset, variables) -> None:
+    """CF `long_name`, `units` and a one-sentence `description` on every variable and
+    coordinate the experiment describes (`Experiment.variables`)."""
+    for name in ds.variables:
+        entry = variables(str(name))
+        if entry is not None:
+            long_name, units, description = entry
+            ds[name].attrs.update(long_name=long_name, units=units, description=description)
+
+
+def encoded(ds: xr.Dataset) -> xr.Dataset:
+    """The dataset as results.nc stores it: booleans as int8 flags (`flag_values`,
+    `flag_meanings`), and step counts with NEVER as `_FillValue`, so that readers decode a
+    never-reached marker as missing."""
+    out = ds.copy()
+    for name, da in ds.variables.items():
+        if da.dtype == bool:
+            out[name] = da.astype(np.int8)
+            out[name].attrs.update(da.attrs, **FLAGS)
+        elif np.issubdtype(da.dtype, np.integer) and da.attrs.get("units") in ("steps", "epochs"):
+            if name not in ds.dims:
+                out[name].encoding["_FillValue"] = np.asarray(NEVER, da.dtype)
+    return out
+
+
+def decoded(ds: xr.Dataset) -> xr.Dataset:
+    """results.nc as read back: flags as booleans again (a never-reached step is NaN)."""
+    for name, da in ds.variables.items():
+        if da.attrs.get("flag_meanings") == FLAGS["flag_meanings"]:
+            attrs = {k: v for k, v in da.attrs.items() if k not in FLAGS}
+            ds[name] = da.astype(bool)
+            ds[name].attrs = attrs
     return ds
 
 
 def write_dataset(ds: xr.Dataset, path: Path) -> None:
     with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf")
+        encoded(ds).to_netcdf(tmp, engine="h5netcdf")
         faults.reach("results-write")
+
+
+def read_dataset(path: Path) -> xr.Dataset:
+    return decoded(xr.load_dataset(path, engine="h5netcdf"))
 
 
 def file_checksum(path: Path) -> str:
@@ -376,7 +442,7 @@ def load_sweep(directory: str | os.PathLike) -> xr.Dataset:
             f"{CONFIG}: allowed an unaltered results file; delete it and rerun with --resume"
         )
     try:
-        return xr.load_dataset(path, engine="h5netcdf")
+        return read_dataset(path)
     except (OSError, ValueError) as err:
         raise SweepDirError(
             f"sweep directory {str(directory)!r}: {RESULTS} is unreadable ({type(err).__name__}): "

@@ -27,6 +27,7 @@ from noisyjax.metrics import metric_names
 from noisyjax.stages import PROBES, snapshot_of
 from noisyjax.sweep.experiment import Experiment
 from noisyjax.sweep.spec import RunTable
+from noisyjax.synthetic import variables
 from noisyjax.train import make_train
 
 SHAPE_AXES = ("n", "d", "m")
@@ -154,6 +155,7 @@ EXPERIMENT = Experiment(
     output_bytes=output_bytes,
     snapshot_bytes=snapshot_bytes,
     describe=describe,
+    variables=variables.describe,
     stages=STAGE_NAMES,
     time="step",
 )

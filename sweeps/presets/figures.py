@@ -115,7 +115,7 @@ def representative_run(ds: xr.Dataset, **coords: float) -> xr.Dataset:
 def stage_lines(run: xr.Dataset) -> dict[str, float]:
     """The run's Stage-I window and t2 for the stage lines (NaN when never reached)."""
     return {
-        name: float(run[name]) if int(run[name]) >= 0 else float("nan")
+        name: float(run[name]) if float(run[name]) >= 0 else float("nan")
         for name in ("t_stage1", "t_memorize", "t2")
     }
 
