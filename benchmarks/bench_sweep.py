@@ -50,12 +50,12 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import noisyjax as nj  # noqa: E402
-from noisyjax.config import HPARAM_FIELDS  # noqa: E402
 from noisyjax.sweep import (  # noqa: E402
     Axis,  # noqa: E402
     Timing,
     run_chunks,
 )
+from noisyjax.synthetic.config import HPARAM_FIELDS  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)

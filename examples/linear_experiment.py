@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 import noisyjax as nj
-from noisyjax.config import check_int, check_real
+from noisyjax.errors import check_int, check_real
 from noisyjax.sweep import experiment
 
 F32 = jnp.float32
@@ -64,8 +64,8 @@ def make_run(cfg: LinearConfig):
             fit_N = (z_N > 0).astype(F32)
             return w_D - hp.eta * grad_D, {
                 "train_loss": jnp.mean(jax.nn.softplus(-z_N)),
-                "train_acc_clean": nj.metrics.masked_mean(fit_N, ~flipped_N),
-                "train_acc_noisy": nj.metrics.masked_mean(fit_N, flipped_N),
+                "train_acc_clean": nj.synthetic.metrics.masked_mean(fit_N, ~flipped_N),
+                "train_acc_noisy": nj.synthetic.metrics.masked_mean(fit_N, flipped_N),
             }
 
         w_D, metrics = jax.lax.scan(step, jnp.zeros(cfg.d, F32), None, length=cfg.steps)

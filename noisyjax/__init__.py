@@ -1,14 +1,7 @@
 """noisyjax: label noise and the two stages of feature learning (Han et al., ICML 2025) in JAX."""
 
 from noisyjax import _moved
-from noisyjax.checkpoints import load_filters, load_run, load_run_data, load_stage
-from noisyjax.config import TRANSITION_NAMES, Config, ConfigError, HParams, Sizes
-from noisyjax.data import Batch, realized_rates, sample
-from noisyjax.decomposition import Geometry, geometry, rebuild_displacement
-from noisyjax.engines import GramBatch, filters, to_gram
-from noisyjax.metrics import METRIC_NAMES, measure
-from noisyjax.model import activation, apply, init_params, preactivations
-from noisyjax.stages import NEVER, PROBES, Snapshot
+from noisyjax.errors import ConfigError
 from noisyjax.sweep import (
     Axis,
     Experiment,
@@ -22,7 +15,27 @@ from noisyjax.sweep import (
     plan,
     run_sweep,
 )
-from noisyjax.train import TrainState, fit, make_train, sample_run
+from noisyjax.synthetic import (  # noqa: F401  (nj.config, nj.metrics, ...: their old attributes)
+    checkpoints,
+    config,
+    data,
+    decomposition,
+    engines,
+    metrics,
+    model,
+    stages,
+    theory,
+    train,
+)
+from noisyjax.synthetic.checkpoints import load_filters, load_run, load_run_data, load_stage
+from noisyjax.synthetic.config import TRANSITION_NAMES, Config, HParams, Sizes
+from noisyjax.synthetic.data import Batch, realized_rates, sample
+from noisyjax.synthetic.decomposition import Geometry, geometry, rebuild_displacement
+from noisyjax.synthetic.engines import GramBatch, filters, to_gram
+from noisyjax.synthetic.metrics import METRIC_NAMES, measure
+from noisyjax.synthetic.model import activation, apply, init_params, preactivations
+from noisyjax.synthetic.stages import NEVER, PROBES, Snapshot
+from noisyjax.synthetic.train import TrainState, fit, make_train, sample_run
 
 __all__ = [
     "METRIC_NAMES",

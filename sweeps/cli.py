@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from noisyjax.config import ConfigError, fail
+from noisyjax.errors import ConfigError, fail
 from noisyjax.sweep import Sweep, SweepDirError, parse_axis
 from sweeps.exits import EXIT_USAGE, UsageError, package_version
 from sweeps.overrides import apply_sets, parse_heatmap, parse_size

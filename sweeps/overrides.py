@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from noisyjax.config import ConfigError, fail
+from noisyjax.errors import ConfigError, fail
 from noisyjax.sweep import Sweep
 
 

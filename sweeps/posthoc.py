@@ -15,9 +15,9 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 
-from noisyjax.config import STAGE_NAMES
 from noisyjax.sweep import load_sweep
 from noisyjax.sweep.store import CONFIG, SweepDirError
+from noisyjax.synthetic.config import STAGE_NAMES
 
 SUMMARY = "summary.csv"
 LEVEL = 0.95

@@ -39,7 +39,7 @@ def data_of(directory):
 
 
 def assert_snapshots_identical(a_dir, b_dir, stages=("t1", "t2", "t_best", "t_cross", "final")):
-    from noisyjax.checkpoints import load_stage
+    from noisyjax.synthetic.checkpoints import load_stage
 
     for stage in stages:
         a, b = load_stage(a_dir, stage), load_stage(b_dir, stage)

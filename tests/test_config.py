@@ -72,4 +72,4 @@ def test_hparams_is_a_pytree_of_its_fields():
     import jax
 
     leaves = jax.tree.leaves(nj.HParams())
-    assert len(leaves) == len(nj.config.HPARAM_FIELDS)
+    assert len(leaves) == len(nj.synthetic.config.HPARAM_FIELDS)

@@ -52,12 +52,12 @@ def test_flip_rates_count_active_samples_per_class():
     flipped = np.array([True, False, True, True, False, True])
     plus = np.array([True, True, False, False, True, False])
     mask = np.array([True, True, True, True, False, False])  # the last two are padding
-    rates = nj.data.flip_rates(flipped, plus, mask, jnp.float32)
+    rates = nj.synthetic.data.flip_rates(flipped, plus, mask, jnp.float32)
     assert float(rates["tau_plus_realized"]) == 0.5  # 1 of the 2 active plus samples
     assert float(rates["tau_minus_realized"]) == 1.0
     assert float(rates["flip_rate_realized"]) == 0.75
     assert all(v.dtype == jnp.float32 for v in rates.values())
-    empty = nj.data.flip_rates(flipped, np.zeros(6, bool), mask, jnp.float32)
+    empty = nj.synthetic.data.flip_rates(flipped, np.zeros(6, bool), mask, jnp.float32)
     assert np.isnan(float(empty["tau_plus_realized"]))
 
 

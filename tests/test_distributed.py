@@ -25,7 +25,7 @@ import pytest
 import xarray as xr
 
 import noisyjax as nj
-from noisyjax.checkpoints import load_stage
+from noisyjax.synthetic.checkpoints import load_stage
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = 3

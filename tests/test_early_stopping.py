@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from noisyjax import early_stopping as es
-from noisyjax.config import ConfigError
+from noisyjax.analysis import early_stopping as es
+from noisyjax.errors import ConfigError
 
 
 def brute_online(val, patience):

@@ -16,9 +16,9 @@ import pytest
 from scipy import stats
 
 import noisyjax as nj
-from noisyjax import engines
-from noisyjax.config import ENGINES
-from noisyjax.engines import wishart
+from noisyjax.synthetic import engines
+from noisyjax.synthetic.config import ENGINES
+from noisyjax.synthetic.engines import wishart
 
 HP = nj.HParams(eta=0.2, tau_plus=0.2, tau_minus=0.2, mu_norm=2.5, sigma_p=1.0, sigma_0=0.01)
 DISCRETE = {  # metrics that count samples: a float32 rounding can move one sample or one pair

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import noisyjax as nj
-from noisyjax.checkpoints import load_stage
+from noisyjax.synthetic.checkpoints import load_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--preset", "tiny", "--no-progress", "--seeds", "4"]  # 16 runs: 2 chunks of 8

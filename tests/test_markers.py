@@ -18,7 +18,7 @@ import pytest
 from test_oracle import SIGNS, act_pair, auroc, network, softplus
 
 import noisyjax as nj
-from noisyjax.stages import NEVER, PROBES
+from noisyjax.synthetic.stages import NEVER, PROBES
 
 N, D, M, N_TEST, STEPS, LOG_EVERY = 40, 300, 5, 60, 160, 10
 HP = dict(eta=0.05, tau_plus=0.2, tau_minus=0.2, mu_norm=7.0, sigma_p=1.0, sigma_0=0.01)

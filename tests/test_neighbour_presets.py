@@ -11,7 +11,7 @@ import xarray as xr
 
 import noisyjax as nj
 from noisyjax.sweep import Axis
-from noisyjax.train import step_labels_and_weights
+from noisyjax.synthetic.train import step_labels_and_weights
 from sweeps import grid
 from sweeps.presets import PRESETS, cao, kou
 

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 import noisyjax as nj
-from noisyjax.engines import forward, to_gram
+from noisyjax.synthetic.engines import forward, to_gram
 
 KOU = dict(bias=True, init="torch", output_scale="kou", noise="isotropic", dtype="float64")
 
@@ -97,6 +97,6 @@ def test_test_labels_are_flipped_like_training_labels():
         assert abs(rate - tau) < 4 * np.sqrt(tau * (1 - tau) / np.sum(y == cls))
     params = nj.init_params(jax.random.key(4), cfg, nj.HParams(sigma_0=1.0))
     f = np.asarray(nj.apply(params, test.x, cfg))
-    errs = nj.metrics.test_errors(params, test, cfg)
+    errs = nj.synthetic.metrics.test_errors(params, test, cfg)
     assert float(errs["test_err_noisy_labels"]) == np.mean(y_obs * f <= 0)
     assert float(errs["test_err"]) == np.mean(y * f <= 0)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import noisyjax as nj
-from noisyjax import theory
 from noisyjax.sweep import Axis, expand
+from noisyjax.synthetic import theory
 from sweeps.presets import PRESETS
 
 PAPER = (

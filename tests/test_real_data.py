@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from noisyjax.config import ConfigError
+from noisyjax.errors import ConfigError
 from noisyjax.real import datasets
 from noisyjax.real.config import RealConfig, RealHParams
 from noisyjax.real.datasets import cifar_source, digits_pair, flip_labels, read_cifar_tarball

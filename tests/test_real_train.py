@@ -6,13 +6,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from noisyjax.metrics import auroc
 from noisyjax.real.attributions import integrated_gradients
 from noisyjax.real.config import RealConfig, RealHParams
 from noisyjax.real.datasets import load
 from noisyjax.real.models import PatchConv, make_model, margin
 from noisyjax.real.stages import rank_auroc
 from noisyjax.real.train import learning_rate, make_train
+from noisyjax.synthetic.metrics import auroc
 from tests.test_real_data import write_cifar_tarball
 
 TINY = RealConfig(width=4, epochs=6, batch_size=32, lr_milestones=(4,), eval_batch=64)

@@ -275,8 +275,8 @@ def orbax_restores_equal(a, b, step, name):
     directories to equal arrays; an error if it cannot read either."""
     import orbax.checkpoint as ocp
 
-    from noisyjax.config import STAGE_NAMES
     from noisyjax.sweep import store
+    from noisyjax.synthetic.config import STAGE_NAMES
 
     trees = []
     for directory in (a, b):

@@ -11,9 +11,9 @@ import xarray as xr
 from sklearn.metrics import roc_auc_score
 
 import noisyjax as nj
-from noisyjax import selection
-from noisyjax.config import ConfigError
-from noisyjax.metrics import auroc
+from noisyjax.analysis import selection
+from noisyjax.errors import ConfigError
+from noisyjax.synthetic.metrics import auroc
 
 
 def brute_scores(kept, flipped, active):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import noisyjax as nj
-from noisyjax.checkpoints import load_run_data, load_stage
-from noisyjax.stages import NEVER
+from noisyjax.synthetic.checkpoints import load_run_data, load_stage
+from noisyjax.synthetic.stages import NEVER
 
 # Two stages within 120 steps (n SNR^2 = 60 * 36 / 400 = 5.4 with tau = 0.15), logged every step
 # so that the in-run detection can be checked against the trajectories.

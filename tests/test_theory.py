@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from noisyjax import analysis, theory
-from noisyjax.config import ConfigError
+from noisyjax import analysis
+from noisyjax.errors import ConfigError
+from noisyjax.synthetic import theory
 
 
 def test_snr_and_n_snr2_by_hand():

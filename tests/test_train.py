@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import noisyjax as nj
-from noisyjax import engines, stages
-from noisyjax import train as train_lib
+from noisyjax.synthetic import engines, stages
+from noisyjax.synthetic import train as train_lib
 
 SMALL = nj.Config(n=24, d=60, m=4, steps=40, log_every=10, n_test=30, dtype="float64")
 HP = nj.HParams(eta=0.5, mu_norm=2.0, sigma_0=0.05)

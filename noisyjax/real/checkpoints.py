@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from noisyjax.config import ConfigError
+from noisyjax.errors import ConfigError
 from noisyjax.real.config import RealConfig
 from noisyjax.real.stages import RealSnapshot
 from noisyjax.sweep import store

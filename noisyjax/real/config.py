@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import jax
 
-from noisyjax.config import check_choice, check_int, check_leaves, check_real, fail
+from noisyjax.errors import check_choice, check_int, check_leaves, check_real, fail
 
 DATASETS = ("digits", "cifar2")
 MODELS = ("small_cnn", "vgg11")

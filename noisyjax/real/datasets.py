@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from noisyjax.config import fail
+from noisyjax.errors import fail
 from noisyjax.real.config import RealConfig, RealHParams
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"

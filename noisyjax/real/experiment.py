@@ -14,7 +14,7 @@ import math
 import jax
 import numpy as np
 
-from noisyjax.config import fail
+from noisyjax.errors import fail
 from noisyjax.real import variables
 from noisyjax.real.config import REAL_STAGES, RealConfig, RealHParams
 from noisyjax.real.datasets import Images, cifar_source, load

@@ -1,6 +1,6 @@
 """Figures of a real-image sweep: accuracy trajectories with stage lines, attribution grids.
 
-Built on `matplotlib.figure.Figure` directly (no pyplot state), like `noisyjax.plots`.
+Built on `matplotlib.figure.Figure` directly (no pyplot state), like `noisyjax.analysis.plots`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from noisyjax.plots import seed_band
+from noisyjax.analysis.plots import seed_band
 
 CURVES = (
     ("train_acc_clean", "train clean", "C2", "-"),

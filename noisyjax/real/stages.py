@@ -1,6 +1,6 @@
 """Stage markers of a deep network, checked once per epoch (docs/stages.md).
 
-The definitions and names are those of `noisyjax.stages`, with the epoch as the time unit
+The definitions and names are those of `noisyjax.synthetic.stages`, with the epoch as the time unit
 (epoch 0 is the initialization):
   t1              first epoch whose end state fits every clean training sample;
   t_stage1        t1's condition with >= 90% of the flipped samples at loss > log 2: the start
@@ -20,8 +20,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from noisyjax.metrics import auroc, loss_summaries, masked_mean
-from noisyjax.stages import NEVER, TRANSITIONS, fit_hits
+from noisyjax.synthetic.metrics import auroc, loss_summaries, masked_mean
+from noisyjax.synthetic.stages import NEVER, TRANSITIONS, fit_hits
 
 PROBES = ("train_acc_noisy", "frac_noisy_above_log2", "frac_clean_below_log2", "loss_auroc")
 TRACKED = ("t1", "t_stage1", "t_memorize", "t_half_flipped", "t2", "t_best")
@@ -96,7 +96,7 @@ def summary(stages: RealStages) -> dict[str, jax.Array]:
 
 def loss_metrics(z_N: jax.Array, flipped_N: jax.Array) -> dict[str, jax.Array]:
     """Per-sample loss summaries of docs/science.md section 4 from observed-label margins (the
-    synthetic runs' `noisyjax.metrics.loss_summaries`, plus the median losses)."""
+    synthetic runs' `noisyjax.synthetic.metrics.loss_summaries`, plus the median losses)."""
     loss_N = jax.nn.softplus(-z_N)
     clean_N, noisy_N = ~flipped_N, flipped_N
     return {
@@ -108,7 +108,8 @@ def loss_metrics(z_N: jax.Array, flipped_N: jax.Array) -> dict[str, jax.Array]:
 
 
 def rank_auroc(score_N: jax.Array, positive_N: jax.Array) -> jax.Array:
-    """AUROC of `score` for positives vs all other samples, ties 1/2 (`noisyjax.metrics.auroc`,
+    """AUROC of `score` for positives vs all other samples, ties 1/2
+    (`noisyjax.synthetic.metrics.auroc`,
     O(N log N)); NaN if a side is empty."""
     return auroc(score_N, positive_N, ~positive_N)
 

@@ -17,8 +17,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from noisyjax.data import flip_rates
-from noisyjax.metrics import masked_mean
 from noisyjax.real.config import RealConfig, RealHParams
 from noisyjax.real.datasets import Images, flip_labels
 from noisyjax.real.models import Model, make_model, margin
@@ -30,6 +28,8 @@ from noisyjax.real.stages import (
     observe,
     summary,
 )
+from noisyjax.synthetic.data import flip_rates
+from noisyjax.synthetic.metrics import masked_mean
 
 Metrics = dict[str, jax.Array]
 

@@ -128,7 +128,7 @@ def check_fits(need: int | None, plan_: Plan, bucket: Bucket, n_dev: int, timing
         return
     timing.xla_bytes.append(need)
     if need * n_dev > plan_.max_memory:
-        from noisyjax.config import fail
+        from noisyjax.errors import fail
         from noisyjax.sweep.plan import gib
 
         fail(

@@ -114,7 +114,7 @@ def register(name: str, module: str) -> None:
 def get(name: str) -> Experiment:
     """The experiment registered under `name`."""
     if name not in EXPERIMENTS:
-        from noisyjax.config import fail
+        from noisyjax.errors import fail
 
         fail("kind", name, "one of " + ", ".join(EXPERIMENTS))
     return importlib.import_module(EXPERIMENTS[name]).EXPERIMENT

@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from noisyjax.config import check_int, fail
+from noisyjax.errors import check_int, fail
 from noisyjax.sweep.spec import RunTable, Sweep, expand
 
 # Default vector width: enough to fill SIMD units on a CPU, wide batches on accelerators.

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from noisyjax.config import ConfigError, check_int, fail
+from noisyjax.errors import ConfigError, check_int, fail
 from noisyjax.sweep.experiment import DEFAULT, Experiment, config_from_dict, get, of_config
 
 MAX_VALUES = 100_000  # values per axis

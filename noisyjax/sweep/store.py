@@ -35,7 +35,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import xarray as xr
 
-from noisyjax.config import ConfigError, fail
+from noisyjax.errors import ConfigError, fail
 from noisyjax.sweep import faults
 from noisyjax.sweep.spec import RunTable, Sweep, axes_of
 

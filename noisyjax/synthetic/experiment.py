@@ -13,8 +13,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from noisyjax import engines
-from noisyjax.config import (
+from noisyjax.sweep.experiment import Experiment
+from noisyjax.sweep.spec import RunTable
+from noisyjax.synthetic import engines, variables
+from noisyjax.synthetic.config import (
     HPARAM_FIELDS,
     STAGE_NAMES,
     TRANSITION_NAMES,
@@ -23,12 +25,9 @@ from noisyjax.config import (
     Sizes,
     wishart_min_d,
 )
-from noisyjax.metrics import metric_names
-from noisyjax.stages import PROBES, snapshot_of
-from noisyjax.sweep.experiment import Experiment
-from noisyjax.sweep.spec import RunTable
-from noisyjax.synthetic import variables
-from noisyjax.train import make_train
+from noisyjax.synthetic.metrics import metric_names
+from noisyjax.synthetic.stages import PROBES, snapshot_of
+from noisyjax.synthetic.train import make_train
 
 SHAPE_AXES = ("n", "d", "m")
 # Derived axes: "tau" sets tau_plus = tau_minus; "n_snr2" sets mu_norm so that

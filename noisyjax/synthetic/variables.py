@@ -9,7 +9,7 @@ gradient-descent steps. A transition probe `<marker>_<probe>` is described from 
 
 from __future__ import annotations
 
-from noisyjax.config import TRANSITION_NAMES
+from noisyjax.synthetic.config import TRANSITION_NAMES
 
 # name: (long name, units, one-sentence description)
 Entry = tuple[str, str, str]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from noisyjax.config import fail
+from noisyjax.errors import fail
 from noisyjax.sweep import Sweep
 from sweeps.presets import boundary, cao, core, kou, lngd, paper, paper_stopping, real, story
 from sweeps.presets.figures import (

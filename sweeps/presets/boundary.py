@@ -11,8 +11,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 import noisyjax as nj
-from noisyjax import theory
 from noisyjax.sweep import Axis, Sweep
+from noisyjax.synthetic import theory
 from sweeps.presets.figures import write_summary
 
 TAU = 0.2

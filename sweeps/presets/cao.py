@@ -14,7 +14,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 import noisyjax as nj
-from noisyjax.plots import heatmap
+from noisyjax.analysis.plots import heatmap
 from noisyjax.sweep import Axis, Sweep
 from sweeps.presets.figures import final, mu_norms, with_snr_axis
 

@@ -15,8 +15,8 @@ import numpy as np
 import xarray as xr
 
 import noisyjax as nj
-from noisyjax.config import CLEAN_LOSS_LEVEL
-from noisyjax.plots import heatmap, trajectories
+from noisyjax.analysis.plots import heatmap, trajectories
+from noisyjax.synthetic.config import CLEAN_LOSS_LEVEL
 
 # Dimensions every run has; any other dimension of a results Dataset is a sweep axis.
 RUN_DIMS = ("seed", "step", "epoch", "sample")

@@ -21,11 +21,11 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 import noisyjax as nj
-from noisyjax.analysis import loglog_fit
-from noisyjax.config import HPARAM_FIELDS
-from noisyjax.plots import heatmap
+from noisyjax.analysis.plots import heatmap
+from noisyjax.analysis.statistics import loglog_fit
 from noisyjax.sweep import Axis, Sweep
-from noisyjax.theory import kou_boundary_mu_norm
+from noisyjax.synthetic.config import HPARAM_FIELDS
+from noisyjax.synthetic.theory import kou_boundary_mu_norm
 from sweeps.presets.figures import final
 
 # Their public code, uclaml/Benign_ReLU_CNN.

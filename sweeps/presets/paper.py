@@ -13,8 +13,10 @@ import numpy as np
 import xarray as xr
 
 import noisyjax as nj
-from noisyjax import analysis, theory, theory_plots
+from noisyjax import analysis
+from noisyjax.analysis import theory_plots
 from noisyjax.sweep import Axis, Sweep
+from noisyjax.synthetic import theory
 from sweeps.presets.figures import (
     errors_keys_clean,
     phase_map,
@@ -45,7 +47,7 @@ def paper_fig1() -> tuple[Sweep, Callable]:
         at 0-0.003 to the end (and still does at 10x the steps); the loss of generalization the
         paper's abstract describes shows at smaller d/n (preset whole-story).
       trajectories_tau0.2.png, trajectories_tau0.png: seed 0 alone (library layout).
-      summary.json: every marker per seed and the prediction checks (noisyjax.predictions).
+      summary.json: every marker per seed and the prediction checks (noisyjax.analysis.predictions).
     """
     # Dense engine: the same data draws as the figures of docs/core.md and docs/stages.md.
     cfg = nj.Config(n=200, d=2000, m=20, steps=600, log_every=1, n_test=1000, engine="dense")

@@ -13,8 +13,10 @@ import numpy as np
 import xarray as xr
 
 import noisyjax as nj
-from noisyjax import analysis, theory, theory_plots
+from noisyjax import analysis
+from noisyjax.analysis import theory_plots
 from noisyjax.sweep import Axis, Sweep, sweep_of
+from noisyjax.synthetic import theory
 from sweeps.presets.figures import errors_keys_clean, spread, times, write_summary
 
 # --- early-stopping --------------------------------------------------------------------------
@@ -58,7 +60,7 @@ def early_stopping_preset() -> tuple[Sweep, Callable]:
 
 
 def early_stopping_figures(ds: xr.Dataset, out: Path) -> list[Path]:
-    from noisyjax import early_stopping
+    from noisyjax.analysis import early_stopping
 
     ds = ds.isel(n_snr2=0)
     n_snr2 = float(ds["n_snr2"])
@@ -195,7 +197,7 @@ def sample_selection() -> tuple[Sweep, Callable]:
 
 
 def sample_selection_figures(ds: xr.Dataset, out: Path) -> list[Path]:
-    from noisyjax import selection
+    from noisyjax.analysis import selection
 
     ds = ds.isel(n_snr2=0)
     scores = selection.selection_metrics(ds, TAU_HATS)
@@ -255,9 +257,9 @@ def retrain_errors(ds: xr.Dataset, out: Path, at_t1: np.ndarray) -> dict[str, np
     """Final test error of training from each run's own init on four sets of samples."""
     import jax
 
-    from noisyjax import selection
-    from noisyjax.checkpoints import run_settings
-    from noisyjax.train import sample_run
+    from noisyjax.analysis import selection
+    from noisyjax.synthetic.checkpoints import run_settings
+    from noisyjax.synthetic.train import sample_run
 
     errors: dict[str, list[float]] = {k: [] for k in RETRAIN_SETS}
     for s in range(ds.sizes["seed"]):

@@ -9,7 +9,7 @@ import numpy as np
 import xarray as xr
 
 import noisyjax as nj
-from noisyjax import predictions, theory_plots
+from noisyjax.analysis import predictions, theory_plots
 from noisyjax.sweep import Axis, Sweep, sweep_of
 from sweeps.presets.figures import RUN_DIMS, write_summary
 
@@ -34,7 +34,7 @@ def whole_story() -> tuple[Sweep, Callable]:
         and climbs to about 0.09 as the flipped samples are memorized; the noisy-label error
         goes from tau = 0.3 to about 0.34. Control: one stage, both errors stay at 0.
       summary.json: every marker per seed for both settings and the prediction checks
-        (`noisyjax.predictions.check`), the numbers docs/reproduction.md quotes.
+        (`noisyjax.analysis.predictions.check`), the numbers docs/reproduction.md quotes.
     """
     cfg = nj.Config(n=N, d=D, m=20, steps=600, log_every=1, n_test=2000, flip="exact")
     hp = nj.HParams(eta=0.2, sigma_p=1.0, sigma_0=0.001)

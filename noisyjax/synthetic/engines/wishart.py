@@ -1,5 +1,5 @@
 """The wishart engine: a run sampled in the span it acts on (Bartlett-decomposed Wishart Gram
-matrices), then stepped exactly like gram (`noisyjax.engines.gram`).
+matrices), then stepped exactly like gram (`noisyjax.synthetic.engines.gram`).
 
 Everything the network computes is an inner product between the signal direction u, the initial
 filters w_{j,r}(0), the training noise xi_i and test or validation noise, and GD keeps W(t) in
@@ -33,8 +33,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from noisyjax.config import Config, HParams, Sizes
-from noisyjax.data import (
+from noisyjax.synthetic.config import Config, HParams, Sizes
+from noisyjax.synthetic.data import (
     Batch,
     active_mask,
     assemble,
@@ -44,9 +44,9 @@ from noisyjax.data import (
     signal_direction,
     split_keys,
 )
-from noisyjax.engines import gram
-from noisyjax.engines.dense import Memory, Run
-from noisyjax.model import init_params
+from noisyjax.synthetic.engines import gram
+from noisyjax.synthetic.engines.dense import Memory, Run
+from noisyjax.synthetic.model import init_params
 
 
 def bartlett_row(key: jax.Array, i: jax.Array, df: jax.Array, width: int, dtype) -> jax.Array:

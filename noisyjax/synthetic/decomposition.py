@@ -16,10 +16,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from noisyjax.config import Config
-from noisyjax.data import Batch
-from noisyjax.engines import AnyBatch, get
-from noisyjax.model import SIGNS_J
+from noisyjax.synthetic.config import Config
+from noisyjax.synthetic.data import Batch
+from noisyjax.synthetic.engines import AnyBatch, get
+from noisyjax.synthetic.model import SIGNS_J
 
 
 class Geometry(NamedTuple):
@@ -55,7 +55,8 @@ def coefficient_increments(update_JMK: jax.Array, geom: Geometry) -> tuple[jax.A
 
     With w = w(0) + j gamma mu/||mu||^2 + sum_i rho_i xi_i/||xi_i||^2, the coordinate along mu
     is j gamma / ||mu||^2 and along xi_i it is rho_i / ||xi_i||^2. A GD step's coordinates are
-    -eta times d loss / d <w, x_p> summed over the samples (`noisyjax.engines.forward`), which
+    -eta times d loss / d <w, x_p> summed over the samples (`noisyjax.synthetic.engines.forward`),
+    which
     is the recursion of docs/science.md section 4:
       gamma_{j,r} -= eta/(n m) sum_i l'_i act'(<w_{j,r}, y_i mu>) y_obs_i y_i ||mu||^2
       rho_{j,r,i} -= eta/(n m) l'_i act'(<w_{j,r}, xi_i>) j y_obs_i ||xi_i||^2

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.stats
 
-from noisyjax.config import fail
+from noisyjax.errors import fail
 
 
 class LinearFit(NamedTuple):

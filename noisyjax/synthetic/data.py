@@ -14,7 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from noisyjax.config import Config, HParams, Sizes
+from noisyjax.synthetic.config import Config, HParams, Sizes
 
 SPLITS = ("train", "test", "val")
 

@@ -9,7 +9,7 @@ observed label is wrong. A selection keeps the samples it believes clean:
 Scores treat clean samples as the positive class: precision = |kept and clean| / |kept|,
 recall = |kept and clean| / |clean|, F1 their harmonic mean (NaN where undefined). AUROC is the
 per-sample loss as a detector of flipped samples (Mann-Whitney, ties 1/2), as in
-`noisyjax.metrics.auroc`.
+`noisyjax.synthetic.metrics.auroc`.
 
 Shape letters: T logged steps (any leading axes), N samples.
 """
@@ -21,12 +21,13 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from noisyjax.config import Config, HParams, fail
-from noisyjax.data import Batch
-from noisyjax.early_stopping import check_tau_hat
-from noisyjax.metrics import LOG2, auroc
-from noisyjax.model import Params
-from noisyjax.train import Metrics, TrainState, fit
+from noisyjax.analysis.early_stopping import check_tau_hat
+from noisyjax.errors import fail
+from noisyjax.synthetic.config import Config, HParams
+from noisyjax.synthetic.data import Batch
+from noisyjax.synthetic.metrics import LOG2, auroc
+from noisyjax.synthetic.model import Params
+from noisyjax.synthetic.train import Metrics, TrainState, fit
 
 SCORES = ("precision", "recall", "f1")
 
@@ -39,7 +40,7 @@ def select_below_log2(loss_TN: np.ndarray) -> np.ndarray:
 
 def select_small_loss(loss_TN: np.ndarray, tau_hat: float) -> np.ndarray:
     """Keep the round((1 - tau_hat) n_active) smallest losses of each row (ties by index);
-    tau_hat in [0, 0.5), as `noisyjax.early_stopping.check_tau_hat` checks."""
+    tau_hat in [0, 0.5), as `noisyjax.analysis.early_stopping.check_tau_hat` checks."""
     check_tau_hat(tau_hat)
     loss_TN = np.asarray(loss_TN, float)
     active_TN = ~np.isnan(loss_TN)
@@ -71,7 +72,7 @@ def selection_scores(
 def loss_auroc(loss_TN: np.ndarray, flipped_N: np.ndarray) -> np.ndarray:
     """P(loss of a flipped sample > loss of a clean one), ties 1/2; NaN without both kinds.
 
-    `noisyjax.metrics.auroc` on each row of active (non-NaN) samples, in float64."""
+    `noisyjax.synthetic.metrics.auroc` on each row of active (non-NaN) samples, in float64."""
     loss_TN = np.asarray(loss_TN, float)
     flipped_TN = np.broadcast_to(np.asarray(flipped_N, bool), loss_TN.shape)
     active_TN = ~np.isnan(loss_TN)

@@ -1,6 +1,6 @@
 """Figures that put measurements next to the theory (docs/science.md section 6).
 
-Built on matplotlib.figure.Figure directly, like `noisyjax.plots`: no pyplot state.
+Built on matplotlib.figure.Figure directly, like `noisyjax.analysis.plots`: no pyplot state.
 Every function takes plain arrays or xarray objects and writes one PNG.
 """
 
@@ -13,8 +13,8 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from noisyjax.analysis import LinearFit
-from noisyjax.plots import seed_band
+from noisyjax.analysis.plots import seed_band
+from noisyjax.analysis.statistics import LinearFit
 
 # The markers drawn on the story figure, with their colours (docs/stages.md).
 STORY_MARKERS = {

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 import xarray as xr
 
-from noisyjax.config import fail
+from noisyjax.errors import fail
 
 RULES = ("oracle", "validation", "log2")
 

@@ -4,7 +4,8 @@
 static config and returns a pure `train(key, hp, sizes=None)` that samples data and weights from
 the key (`sample_run`) and calls `fit`. Neither is jitted: callers compose `jit`, `vmap` and
 sharding. Every engine runs this loop: it looks the engine's record up once
-(`noisyjax.engines.get(cfg.step_engine)`) and calls its functions to sample and prepare the run,
+(`noisyjax.synthetic.engines.get(cfg.step_engine)`) and calls its functions to sample and prepare
+the run,
 for the output and the pull back of its gradient onto the parameters and onto the step's
 coordinates in [mu; xi_1..xi_N], and for those coordinates given the optimizer's update.
 """
@@ -18,9 +19,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from noisyjax.config import Config, HParams, Sizes, fail
-from noisyjax.data import Batch, realized_rates
-from noisyjax.decomposition import (
+from noisyjax.errors import fail
+from noisyjax.synthetic.config import Config, HParams, Sizes
+from noisyjax.synthetic.data import Batch, realized_rates
+from noisyjax.synthetic.decomposition import (
     Geometry,
     coefficient_increments,
     from_coordinates,
@@ -29,10 +31,10 @@ from noisyjax.decomposition import (
     step_norms,
     subset_noise_norm,
 )
-from noisyjax.engines import AnyBatch, Engine, get
-from noisyjax.metrics import measure, test_error_counts
-from noisyjax.model import SIGNS_J, Params
-from noisyjax.stages import NEVER, Stages, StepParts, init_stages, observe, summary
+from noisyjax.synthetic.engines import AnyBatch, Engine, get
+from noisyjax.synthetic.metrics import measure, test_error_counts
+from noisyjax.synthetic.model import SIGNS_J, Params
+from noisyjax.synthetic.stages import NEVER, Stages, StepParts, init_stages, observe, summary
 
 Metrics = dict[str, jax.Array]
 
@@ -124,7 +126,7 @@ def train_step(
     opt: optax.GradientTransformation,
 ) -> TrainState:
     """One optimisation step with the coefficient bookkeeping of docs/science.md section 4,
-    after checking the stage markers on the state it starts from (`noisyjax.stages`)."""
+    after checking the stage markers on the state it starts from (`noisyjax.synthetic.stages`)."""
     step_key = jax.random.fold_in(key, state.step) if uses_step_keys(cfg) else None
     labels_N, weight_N = step_labels_and_weights(step_key, train, cfg, hp)
     f_N, backward = engine.forward(state.params, train, cfg)
@@ -187,7 +189,7 @@ def init_state(
     cfg: Config,
 ) -> TrainState:
     """The carry at step 0 of prepared `params`: gamma and rho zero on every engine, no stage
-    marker hit yet (`noisyjax.stages.init_stages`), not diverged."""
+    marker hit yet (`noisyjax.synthetic.stages.init_stages`), not diverged."""
     dtype = train.y.dtype
     zeros_JMN = jnp.zeros((2, cfg.m, train.y.shape[0]), dtype)
     with jax.numpy_dtype_promotion("standard"):
@@ -218,11 +220,13 @@ def fit(
 
     `params` and the batches are as drawn (`sample_run`: {"w": (J, M, D)}, x in R^D, or the
     wishart engine's reduced coordinates); the engine prepares them once (`Engine.prepare`: on
-    gram and wishart the projections of `noisyjax.engines.to_gram`, and the returned state holds
-    the coefficients {"c": C} of W(t) = W(0) + C V, which `noisyjax.engines.filters` rebuilds).
+    gram and wishart the projections of `noisyjax.synthetic.engines.to_gram`, and the returned
+    state holds
+    the coefficients {"c": C} of W(t) = W(0) + C V, which `noisyjax.synthetic.engines.filters`
+    rebuilds).
     Returns the final state (with its stage transitions and snapshots) and a dict of metrics:
     trajectories with leading axis cfg.n_logs (step 0 included), and per-run scalars for the
-    stage transitions (`noisyjax.stages.summary`).
+    stage transitions (`noisyjax.synthetic.stages.summary`).
 
     Args:
       key: drives the per-step randomness: minibatches (optimizer "sgd") and label-noise GD

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from noisyjax.config import Config, HParams, Sizes
+from noisyjax.synthetic.config import Config, HParams, Sizes
 
 Params = dict[str, jax.Array]
 SIGNS_J = (1.0, -1.0)  # j for filter group 0 and 1

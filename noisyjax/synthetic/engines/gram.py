@@ -8,7 +8,8 @@ V, computed once (`to_gram`). On the training set the pre-activations are P itse
 w.r.t. P is then the step's coordinates dC: GD moves C by -eta dC and P by -eta dC G, one
 (2m x K) @ (K x K) product; no d-dimensional array is touched. Test and validation sets are read
 through C (`GramBatch`), once per evaluation. Biases (Kou et al.) are the same parameter
-{"b": (J, M)} as on dense. gamma and rho are read off C (`noisyjax.decomposition.from_coordinates`)
+{"b": (J, M)} as on dense. gamma and rho are read off C
+(`noisyjax.synthetic.decomposition.from_coordinates`)
 instead of accumulated.
 
 The arrays keep the sample axis last, (J, M, N), so a step has no transposes, and the signal patch
@@ -25,10 +26,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from noisyjax.config import Config
-from noisyjax.data import Batch
-from noisyjax.engines.dense import Backward, Memory, Run, signal_labels
-from noisyjax.model import SIGNS_J, Params, activation, second_layer
+from noisyjax.synthetic.config import Config
+from noisyjax.synthetic.data import Batch
+from noisyjax.synthetic.engines.dense import Backward, Memory, Run, signal_labels
+from noisyjax.synthetic.model import SIGNS_J, Params, activation, second_layer
 
 
 class GramBatch(NamedTuple):
@@ -118,7 +119,7 @@ def gram_output(
     b_JM: jax.Array | None,
     cfg: Config,
 ) -> jax.Array:
-    """f(W, x) from the projections: the model's output (`noisyjax.model.output`) with the
+    """f(W, x) from the projections: the model's output (`noisyjax.synthetic.model.output`) with the
     signal patch x1 = y mu, whose pre-activation y <w, mu> + b takes one value per label."""
     act = activation(cfg)
     b_JM = jnp.zeros_like(signal_JM) if b_JM is None else b_JM

@@ -39,10 +39,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from noisyjax.config import TRANSITION_NAMES, Config
-from noisyjax.decomposition import Geometry
-from noisyjax.engines import AnyBatch, Engine, get
-from noisyjax.metrics import LOG2, auroc, error_rates, masked_mean
+from noisyjax.synthetic.config import TRANSITION_NAMES, Config
+from noisyjax.synthetic.decomposition import Geometry
+from noisyjax.synthetic.engines import AnyBatch, Engine, get
+from noisyjax.synthetic.metrics import LOG2, auroc, error_rates, masked_mean
 
 NEVER = -1
 TRANSITIONS = TRANSITION_NAMES
@@ -69,9 +69,10 @@ class Snapshot(NamedTuple):
 
     `w` is what the engine trains (`Engine.weights`): the filters W (J, M, D) on the dense engine
     and the coefficients C (J, M, N + 1) of W = W(0) + C [mu; xi_1..xi_N] on the gram and wishart
-    engines (`noisyjax.engines`); `b` is the bias (zero without one). The same arrays on every
+    engines (`noisyjax.synthetic.engines`); `b` is the bias (zero without one). The same arrays on
+    every
     engine; inside the loop of an engine that reads gamma and rho off C they are zeros, and
-    `noisyjax.train.fit` fills them in from C.
+    `noisyjax.synthetic.train.fit` fills them in from C.
     """
 
     w: jax.Array  # (J, M, D) or (J, M, K)

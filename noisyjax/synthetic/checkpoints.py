@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from noisyjax.config import STAGE_NAMES, Config, ConfigError, HParams, Sizes
-from noisyjax.data import Batch
-from noisyjax.stages import Snapshot
+from noisyjax.errors import ConfigError
 from noisyjax.sweep import store
 from noisyjax.sweep.store import SweepDirError, load_sweep, run_index, sweep_of
+from noisyjax.synthetic.config import STAGE_NAMES, Config, HParams, Sizes
+from noisyjax.synthetic.data import Batch
+from noisyjax.synthetic.stages import Snapshot
 
 
 def load_stage(sweep_dir: str | Path, stage: str, **coords: Any) -> Snapshot:
@@ -126,7 +127,7 @@ def load_run(sweep_dir: str | Path, **coords: Any):
     """(initial params, train, test, validation set or None, config, hparams) of one run."""
     import jax
 
-    from noisyjax.train import sample_run
+    from noisyjax.synthetic.train import sample_run
 
     cfg, hp, seed = run_settings(sweep_dir, **coords)
     cfg = cfg.replace(engine=run_engine(load_sweep(sweep_dir), cfg.m, sweep_dir))
@@ -141,7 +142,7 @@ def load_run(sweep_dir: str | Path, **coords: Any):
 def load_filters(sweep_dir: str | Path, stage: str, **coords: Any) -> np.ndarray:
     """The filters W (2, m, d) of one run at `stage`, rebuilt as W(0) + C V on the gram and
     wishart engines (wishart: in its reduced coordinates, dimension 1 + 2m + n)."""
-    from noisyjax.engines import filters
+    from noisyjax.synthetic.engines import filters
 
     snap = load_stage(sweep_dir, stage, **coords)
     params0, train, _, _, cfg, _ = load_run(sweep_dir, **coords)

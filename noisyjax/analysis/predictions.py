@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from noisyjax.config import TRANSITION_NAMES
-from noisyjax.theory import stage_two_error_bound
+from noisyjax.synthetic.config import TRANSITION_NAMES
+from noisyjax.synthetic.theory import stage_two_error_bound
 
 
 def marker_table(run: xr.Dataset) -> dict[str, list[int]]:

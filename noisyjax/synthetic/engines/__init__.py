@@ -1,25 +1,27 @@
 """Step engines: how a run is sampled, prepared, evaluated and stepped, as a registry of records.
 
-The one training loop (`noisyjax.train.fit`) needs the network output f of a batch and, for the
+The one training loop (`noisyjax.synthetic.train.fit`) needs the network output f of a batch and,
+for the
 gradient step, the pull back of d loss / d f onto the trainable parameters and onto the step's
 coordinates in the basis V = [mu; xi_1; ...; xi_N] (docs/science.md section 4's decomposition).
 An engine is an `Engine` record of the functions that provide them for one representation of the
 filters, optax-style (a NamedTuple of functions, no classes to subclass):
 
-dense    `noisyjax.engines.dense`: filters W (J, M, D) in R^d, batches `noisyjax.Batch`;
+dense    `noisyjax.synthetic.engines.dense`: filters W (J, M, D) in R^d, batches `noisyjax.Batch`;
          O(m n d) per step; gamma and rho accumulate step by step.
-gram     `noisyjax.engines.gram`: the same data, projected once (`to_gram`) and trained in
+gram     `noisyjax.synthetic.engines.gram`: the same data, projected once (`to_gram`) and trained in
          coefficient space, W(t) = W(0) + C V; O(m n^2) per step; gamma and rho read off C.
-wishart  `noisyjax.engines.wishart`: the data drawn in the span it acts on (Bartlett-decomposed
+wishart  `noisyjax.synthetic.engines.wishart`: the data drawn in the span it acts on
+(Bartlett-decomposed
          Wishart Gram matrices, cost independent of d), then stepped exactly like gram.
 
 The loop, the metrics, the stage markers and the decomposition look the record up by name
 (`get(cfg.step_engine)`) and call its functions; none of them tests batch types or parameter
 names.
 
-Adding an engine: write one module `noisyjax/engines/<name>.py` with the functions of an
+Adding an engine: write one module `noisyjax/synthetic/engines/<name>.py` with the functions of an
 `Engine` (reuse dense's or gram's where they apply, as wishart reuses gram's stepping) and add
-one line to `REGISTRY`; its name also goes into `noisyjax.config.ENGINES`, the list the
+one line to `REGISTRY`; its name also goes into `noisyjax.synthetic.config.ENGINES`, the list the
 configuration and the command line accept (a test checks that the two agree), with any setting it
 cannot run checked in `Config.__post_init__`.
 
@@ -35,18 +37,19 @@ from typing import NamedTuple
 
 import jax
 
-from noisyjax.config import Config
-from noisyjax.data import Batch
-from noisyjax.engines import dense, gram, wishart
-from noisyjax.engines.dense import Backward, Memory, Run
-from noisyjax.engines.gram import GramBasis, GramBatch, to_gram
-from noisyjax.model import Params
+from noisyjax.synthetic.config import Config
+from noisyjax.synthetic.data import Batch
+from noisyjax.synthetic.engines import dense, gram, wishart
+from noisyjax.synthetic.engines.dense import Backward, Memory, Run
+from noisyjax.synthetic.engines.gram import GramBasis, GramBatch, to_gram
+from noisyjax.synthetic.model import Params
 
 AnyBatch = Batch | GramBatch | GramBasis
 
 
 class Engine(NamedTuple):
-    """What the training loop asks of an engine (shape letters of `noisyjax.engines.gram`).
+    """What the training loop asks of an engine (shape letters of
+    `noisyjax.synthetic.engines.gram`).
 
     Attributes:
       name: the `Config.engine` value that selects it.
@@ -60,7 +63,7 @@ class Engine(NamedTuple):
       step_coordinates: (updates, dC, eta) -> u (J, M, K): the coordinates in V of a (minibatch)
         GD step, W moving by u V (docs/science.md section 4).
       moved_projections: (updates) -> how the step moves carried projections P = <W, V>, or None
-        where the engine carries none (`noisyjax.decomposition.step_norms`).
+        where the engine carries none (`noisyjax.synthetic.decomposition.step_norms`).
       filters: (params, params0, train) -> W (J, M, D), from the drawn params0 and training set.
       train_grams: (prepared train) -> (||mu||^2, <xi_i, xi_k> (N, N), <mu, xi_i> (N,)).
       memory: (cfg) -> `Memory`, the engine-specific terms of the memory model.
@@ -138,7 +141,7 @@ def outputs(params: Params, batch: AnyBatch, cfg: Config) -> jax.Array:
 def filters(params: Params, params0: Params, train: Batch, engine: str = "gram") -> jax.Array:
     """W(t) as (J, M, D) filters from the params of `engine`: W(0) + C V for coefficient-space
     params {"c": C} (gram and wishart, the default: what their snapshots keep), params["w"] on
-    dense. `params0` and `train` are the run as drawn (`noisyjax.train.sample_run`)."""
+    dense. `params0` and `train` are the run as drawn (`noisyjax.synthetic.train.sample_run`)."""
     return get(engine).filters(params, params0, train)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from noisyjax.config import fail
+from noisyjax.errors import fail
 
 ArrayLike = float | np.ndarray
 

@@ -11,10 +11,10 @@ import math
 import jax
 import jax.numpy as jnp
 
-from noisyjax.config import Config, HParams
-from noisyjax.decomposition import Geometry, step_norms
-from noisyjax.engines import AnyBatch, get
-from noisyjax.model import Params
+from noisyjax.synthetic.config import Config, HParams
+from noisyjax.synthetic.decomposition import Geometry, step_norms
+from noisyjax.synthetic.engines import AnyBatch, get
+from noisyjax.synthetic.model import Params
 
 LOG2 = math.log(2.0)
 

@@ -16,9 +16,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from noisyjax.config import Config, HParams, Sizes
-from noisyjax.data import Batch, sample
-from noisyjax.model import Params, init_params, output, preactivations
+from noisyjax.synthetic.config import Config, HParams, Sizes
+from noisyjax.synthetic.data import Batch, sample
+from noisyjax.synthetic.model import Params, init_params, output, preactivations
 
 Backward = Callable[[jax.Array], tuple[Params, jax.Array]]
 Run = tuple[Params, Batch, Batch, Batch | None]
