@@ -25,3 +25,10 @@ def test_the_preset_of_ones_own_in_sweeps_md_runs(tmp_path, capsys):
     assert ds.stage_one_length.shape == (4, 3, 1)
     assert (out / "stage_one_length.png").stat().st_size > 0
     assert np.isin(ds.tau.values, (0.0, 0.1, 0.2, 0.3)).all()
+
+
+def test_outputs_md_renders_the_variables_table_of_the_code():
+    from noisyjax.synthetic import variables
+
+    page = (ROOT / "docs" / "outputs.md").read_text()
+    assert page.endswith(variables.markdown()), "regenerate the tables from variables.markdown()"

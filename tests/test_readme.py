@@ -23,3 +23,15 @@ def test_default_preset_is_documented():
     assert f"`{DEFAULT}` (default)" in readme
     for name in PRESETS:
         assert f"`{name}`" in readme, name
+
+
+def test_the_jax_stack_floors_are_the_versions_ci_installs():
+    import re
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    floors = (ROOT / ".ci" / "floors.txt").read_text()
+    pinned = dict(re.findall(r"^([\w-]+)==([\w.]+)$", floors, re.M))
+    assert set(pinned) == {"jax", "jaxlib", "flax", "optax", "orbax-checkpoint"}
+    for name, version in pinned.items():
+        assert f'"{name}>={version}"' in pyproject, name
+    assert "--constraint .ci/floors.txt" in (ROOT / ".ci" / "run").read_text()

@@ -15,6 +15,41 @@ from matplotlib.figure import Figure
 # so importing noisyjax never changes a notebook's inline plotting.
 Overlay = Callable[[Axes, np.ndarray, np.ndarray], None]
 
+# Axis labels in words and symbols for the usual sweep axes; other names use the long_name that
+# results.nc records for them (noisyjax/synthetic/variables.py).
+SYMBOLS = {
+    "tau": r"noise rate $\tau$",
+    "tau_plus": r"$\tau_+$",
+    "tau_minus": r"$\tau_-$",
+    "n_snr2": r"$n\,\mathrm{SNR}^2$",
+    "eta": r"step size $\eta$",
+    "mu_norm": r"signal strength $\|\mu\|$",
+    "sigma_p": r"noise scale $\sigma_p$",
+    "sigma_0": r"initialization $\sigma_0$",
+    "n": "training samples n",
+    "d": "dimension d",
+    "m": "filters per class m",
+}
+
+
+def axis_label(da: xr.DataArray | xr.Dataset, name: str) -> str:
+    """A figure's label for a coordinate or variable of the results."""
+    if name in SYMBOLS:
+        return SYMBOLS[name]
+    attrs = da[name].attrs if name in da.coords or name in getattr(da, "data_vars", {}) else {}
+    return attrs.get("long_name", name)
+
+
+def save(fig: Figure, path: Path, dpi: int = 120) -> Path:
+    """Write a figure atomically: drawn into a temporary file beside `path`, then renamed onto it,
+    so an interrupted draw never leaves a truncated PNG under the final name."""
+    from noisyjax.sweep.store import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+    return path
+
 
 def heatmap(
     da: xr.DataArray,
@@ -43,18 +78,18 @@ def heatmap(
     mesh = ax.pcolormesh(
         _edges(xs), _edges(ys), mean.values, cmap=cmap, vmin=vmin, vmax=vmax, shading="flat"
     )
-    fig.colorbar(mesh, ax=ax, label=da.name or "")
+    fig.colorbar(mesh, ax=ax, label=da.attrs.get("long_name", da.name or ""))
     for _axis, values, setter in ((ax.xaxis, xs, ax.set_xscale), (ax.yaxis, ys, ax.set_yscale)):
         if _is_log(values):
             setter("log")
     if overlay is not None:
         overlay(ax, xs, ys)
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
+    ax.set_xlabel(axis_label(da, x))
+    ax.set_ylabel(axis_label(da, y))
     seeds = da.sizes.get("seed", 1)
     spread_txt = f"mean over {seeds} seeds; mean seed s.d. {float(np.nanmean(spread.values)):.3f}"
     ax.set_title(f"{title}\n{spread_txt}" if title else spread_txt, fontsize=10)
-    fig.savefig(path, dpi=120)
+    save(fig, path)
     return path
 
 
@@ -99,7 +134,7 @@ def trajectories(
             )
     if title:
         top.set_title(title, fontsize=10)
-    fig.savefig(path, dpi=120)
+    save(fig, path)
     return path
 
 

@@ -13,7 +13,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from noisyjax.analysis.plots import seed_band
+from noisyjax.analysis.plots import save, seed_band
 from noisyjax.analysis.statistics import LinearFit
 
 # The markers drawn on the story figure, with their colours (docs/stages.md).
@@ -97,7 +97,7 @@ def story_layout(runs: dict[str, xr.Dataset], path: Path, title: str) -> Path:
     axes[2, 0].add_artist(axes[2, 0].get_legend())
     axes[2, 0].legend(fontsize=8, loc="upper left")
     fig.suptitle(title + "\nshaded: the Stage-I window [t_stage1, t_memorize)", fontsize=10)
-    fig.savefig(path, dpi=120)
+    save(fig, path)
     return path
 
 
@@ -127,7 +127,7 @@ def exponents(
         ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=8, va="bottom")
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
-    fig.savefig(path, dpi=120)
+    save(fig, path)
     return path
 
 
@@ -152,7 +152,7 @@ def collapse(
     ax.set_ylabel("measured step")
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
-    fig.savefig(path, dpi=120)
+    save(fig, path)
     return path
 
 
@@ -215,7 +215,7 @@ def errors_vs_ratio(
     ax.set_ylabel(f"true-label test error (0 drawn at {floor:g})")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     ax.set_title(title, fontsize=10)
-    fig.savefig(path, dpi=120)
+    save(fig, path)
     return path
 
 
@@ -245,7 +245,7 @@ def selection_curves(
             ax.axvline(t1, color="gray", ls="--", lw=1)
     axes[0].legend(fontsize=7, loc="lower left")
     fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=120)
+    save(fig, path)
     return path
 
 
@@ -259,5 +259,5 @@ def retrain_bars(errors: dict[str, np.ndarray], path: Path, title: str) -> Path:
     ax.set_xticks(np.arange(len(errors)), list(errors), fontsize=8, rotation=10)
     ax.set_ylabel("final true-label test error")
     ax.set_title(title, fontsize=10)
-    fig.savefig(path, dpi=120)
+    save(fig, path)
     return path

@@ -11,7 +11,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from noisyjax.analysis.plots import seed_band
+from noisyjax.analysis.plots import save, seed_band
 
 CURVES = (
     ("train_acc_clean", "train clean", "C2", "-"),
@@ -72,7 +72,7 @@ def accuracy_trajectories(ds: xr.Dataset, path: Path, *, title: str = "") -> Pat
         h, lab = ax.get_legend_handles_labels()
         handles, labels = handles + h, labels + lab
     fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=7)
-    fig.savefig(path, dpi=120)
+    save(fig, path)
     return path
 
 
@@ -122,7 +122,7 @@ def attribution_grid(
         row += 1 + len(stages)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.savefig(path, dpi=120)
+    save(fig, path)
     return path
 
 

@@ -1,7 +1,7 @@
 # ruff: noqa: E501  (a table of one-sentence descriptions)
 """What every variable and coordinate of a synthetic sweep's results.nc means: one table, read
-by the store (CF attributes `long_name`, `units`, `description`), by the figures (axis labels)
-and by docs/outputs.md (rendered from it by a test, so the two cannot drift).
+by the store (CF attributes `long_name`, `units`, `description`; figures label axes with the
+long names) and by docs/outputs.md (rendered from it by a test, so the two cannot drift).
 
 Units follow CF where one exists: "1" for dimensionless numbers and fractions, "steps" for
 gradient-descent steps. A transition probe `<marker>_<probe>` is described from its two parts.
@@ -290,24 +290,6 @@ COORDINATES: dict[str, Entry] = {
     "m": ("filters per class m", "1", "Number of filters per output class."),
 }
 
-# Short labels for figure axes (words and symbols instead of field names).
-LABELS = {
-    "tau": "noise rate τ",
-    "tau_plus": "τ₊",
-    "tau_minus": "τ₋",
-    "n_snr2": "n·SNR²",
-    "eta": "learning rate η",
-    "mu_norm": "‖μ‖",
-    "sigma_p": "σ_p",
-    "sigma_0": "σ₀",
-    "n": "n",
-    "d": "d",
-    "m": "m",
-    "step": "step",
-    "epoch": "epoch",
-    "seed": "seed",
-}
-
 
 def describe(name: str) -> Entry | None:
     """(long name, units, description) of a results variable or coordinate; None if unknown."""
@@ -323,9 +305,27 @@ def describe(name: str) -> Entry | None:
     return None
 
 
-def label(name: str) -> str:
-    """A figure's axis label for a results name."""
-    if name in LABELS:
-        return LABELS[name]
-    found = describe(name)
-    return found[0] if found else name
+def markdown() -> str:
+    """The tables of docs/outputs.md (a test keeps the page equal to this)."""
+    parts = []
+    for title, table in (
+        ("Trajectories (over `step`)", TRAJECTORIES),
+        ("Stage markers (steps; missing if never reached)", MARKERS),
+        ("Per-run outputs", PER_RUN),
+        ("Coordinates", COORDINATES),
+    ):
+        rows = [
+            f"| `{name}` | {long} | {units} | {text} |"
+            for name, (long, units, text) in table.items()
+        ]
+        parts.append(
+            f"### {title}\n\n| name | long_name | units | description |\n|---|---|---|---|\n"
+            + "\n".join(rows)
+        )
+    probes = ", ".join(f"`{p}`" for p in PROBES)
+    parts.append(
+        "### Transition probes\n\n`<marker>_<probe>` is the probe's value at the marker (NaN if the "
+        f"marker was never reached), for every marker above and every probe among {probes}; its "
+        'attributes read "<probe\'s long name> at <marker>".'
+    )
+    return "\n\n".join(parts) + "\n"

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 import noisyjax as nj
+from noisyjax.analysis.plots import save
 from noisyjax.sweep import Axis, Sweep
 from noisyjax.synthetic import theory
 from sweeps.presets.figures import write_summary
@@ -126,7 +127,7 @@ def boundary_figures(ds: xr.Dataset, out: Path) -> list[Path]:
     ax.set_title(f"Stage-I boundary, tau = {tau:g}: crossings with 95% bootstrap intervals")
     ax.legend(fontsize=6, loc="upper left")
     paths = [out / "stage1_boundary_fraction.png"]
-    fig.savefig(paths[0], dpi=120)
+    save(fig, paths[0])
     ratios = np.array([r["ratio_at_boundary"] for r in rows])
     summary = {
         "tau": tau,

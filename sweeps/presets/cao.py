@@ -14,7 +14,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 import noisyjax as nj
-from noisyjax.analysis.plots import heatmap
+from noisyjax.analysis.plots import heatmap, save
 from noisyjax.sweep import Axis, Sweep
 from sweeps.presets.figures import final, mu_norms, with_snr_axis
 
@@ -96,5 +96,5 @@ def cao2022_figures(ds: xr.Dataset, out: Path) -> list[Path]:
     ax.set_ylabel("final test error (every run)")
     ax.set_title("the test error is a function of n SNR^q", fontsize=10)
     paths.append(out / "cao_collapse.png")
-    fig.savefig(paths[-1], dpi=120)
+    save(fig, paths[-1])
     return paths

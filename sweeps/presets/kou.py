@@ -21,7 +21,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 import noisyjax as nj
-from noisyjax.analysis.plots import heatmap
+from noisyjax.analysis.plots import heatmap, save
 from noisyjax.analysis.statistics import loglog_fit
 from noisyjax.sweep import Axis, Sweep
 from noisyjax.synthetic.config import HPARAM_FIELDS
@@ -121,7 +121,7 @@ def kou2023_figures(ds: xr.Dataset, out: Path) -> list[Path]:
     ax.set_title(f"Kou et al. setting: n=20, d={int(run.d)}, b={float(run.mu_norm):g}", fontsize=10)
     ax.legend(fontsize=8)
     paths = [out / "kou_margins.png"]
-    fig.savefig(paths[0], dpi=120)
+    save(fig, paths[0])
 
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
     ax = fig.subplots()
@@ -134,7 +134,7 @@ def kou2023_figures(ds: xr.Dataset, out: Path) -> list[Path]:
     ax.set_title("training loss and test error", fontsize=10)
     ax.legend(fontsize=8)
     paths.append(out / "kou_loss_error.png")
-    fig.savefig(paths[1], dpi=120)
+    save(fig, paths[1])
     return paths
 
 

@@ -16,7 +16,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 import noisyjax as nj
-from noisyjax.analysis.plots import seed_band
+from noisyjax.analysis.plots import save, seed_band
 from noisyjax.sweep import Axis, Sweep
 from sweeps.presets.figures import final, mu_norms, with_snr_axis
 
@@ -96,7 +96,7 @@ def lngd2025_figures(ds: xr.Dataset, out: Path) -> list[Path]:
         f"squared ReLU, n=200, d=2000, SNR={float(snr_of(ds).values.flat[0]):.3f}", fontsize=10
     )
     paths = [out / "lngd_trajectories.png"]
-    fig.savefig(paths[0], dpi=120)
+    save(fig, paths[0])
 
     fig = Figure(figsize=(4.8, 3.6), layout="constrained")
     ax = fig.subplots()
@@ -115,7 +115,7 @@ def lngd2025_figures(ds: xr.Dataset, out: Path) -> list[Path]:
     ax.set_xlim(-0.5, len(ds["relabel_rate"]) - 0.5)
     ax.set_ylabel("final test error (per seed)")
     paths.append(out / "lngd_final_error.png")
-    fig.savefig(paths[1], dpi=120)
+    save(fig, paths[1])
     return paths
 
 
@@ -171,5 +171,5 @@ def lngd2025_heatmap_figures(ds: xr.Dataset, out: Path) -> list[Path]:
     np.atleast_1d(axes)[0].set_ylabel("n")
     fig.colorbar(mesh, ax=axes, label=f"final test error (mean over {ds.sizes['seed']} seeds)")
     path = out / "lngd_heatmap.png"
-    fig.savefig(path, dpi=120)
+    save(fig, path)
     return [path]

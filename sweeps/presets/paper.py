@@ -15,6 +15,7 @@ import xarray as xr
 import noisyjax as nj
 from noisyjax import analysis
 from noisyjax.analysis import theory_plots
+from noisyjax.analysis.plots import SYMBOLS, save
 from noisyjax.sweep import Axis, Sweep
 from noisyjax.synthetic import theory
 from sweeps.presets.figures import (
@@ -189,11 +190,11 @@ def boundary_plot(tau: np.ndarray, measured: np.ndarray, grid: np.ndarray, path:
     ax.plot(tau, measured, "o-", color="C3", label="measured (>= half the seeds)")
     ax.set_yscale("log")
     ax.set_ylim(grid.min() / 1.2, grid.max() * 1.2)
-    ax.set_xlabel("tau")
+    ax.set_xlabel(SYMBOLS["tau"])
     ax.set_ylabel("n SNR^2 at the Stage-I boundary")
     ax.legend(fontsize=8)
     ax.set_title("Stage-I boundary: measured vs n SNR^2 (1 - 2 tau) / 2 = level", fontsize=10)
-    fig.savefig(path, dpi=120)
+    save(fig, path)
     return path
 
 

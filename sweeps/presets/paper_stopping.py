@@ -15,6 +15,7 @@ import xarray as xr
 import noisyjax as nj
 from noisyjax import analysis
 from noisyjax.analysis import theory_plots
+from noisyjax.analysis.plots import save
 from noisyjax.sweep import Axis, Sweep, sweep_of
 from noisyjax.synthetic import theory
 from sweeps.presets.figures import errors_keys_clean, spread, times, write_summary
@@ -149,7 +150,7 @@ def stop_steps_plot(ratio: np.ndarray, table: xr.Dataset, t_clean: np.ndarray, p
     ax.set_ylabel("stopping step (mean over seeds)")
     ax.set_yscale("symlog", linthresh=1)
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=120)
+    save(fig, path)
     return path
 
 
