@@ -32,3 +32,37 @@ def test_outputs_md_renders_the_variables_table_of_the_code():
 
     page = (ROOT / "docs" / "outputs.md").read_text()
     assert page.endswith(variables.markdown()), "regenerate the tables from variables.markdown()"
+
+
+PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
+NEEDS_A_SWEEP = ("--resume", "--replot", "--summary", ".py:", "real-cifar2", "--help")
+
+
+def shell_commands(page: str) -> list[list[str]]:
+    """The `python -m sweeps.grid` commands of a page's bash blocks (continuation lines joined,
+    comments dropped)."""
+    import shlex
+
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", (ROOT / page).read_text(), re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words[:3] == ["python", "-m", "sweeps.grid"]:
+                commands.append(words[3:])
+    return commands
+
+
+def test_every_sweep_command_of_the_docs_plans(tmp_path, capsys):
+    """Every documented command is accepted and planned (as --dry-run: the sweeps themselves run
+    in their presets' own tests); those that need a finished sweep or a data file are run by
+    the tests of those features, and real-cifar2 needs the CIFAR-10 tarball."""
+    planned = 0
+    for page in PAGES:
+        for args in shell_commands(page):
+            if any(flag in word for word in args for flag in NEEDS_A_SWEEP):
+                continue
+            out = ["--out", str(tmp_path / f"dry{planned}")] if "--out" not in args else []
+            code = grid.main([*args, *out, "--dry-run"] if "--dry-run" not in args else args)
+            assert code == 0, (page, args, capsys.readouterr().err)
+            planned += 1
+    assert planned >= 10

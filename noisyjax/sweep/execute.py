@@ -11,6 +11,7 @@ Shape letters: C runs in a chunk, V runs vectorized together.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -96,20 +97,16 @@ def run_chunks(
             continue
         fn = make_chunk_fn(plan_, bucket, devices)
         shared = jax.device_put(exp.shared(bucket.cfg), replicated)
-        compiled = None
-        for runs_C in cut(runs, bucket.chunk_runs):
-            args = jax.tree.map(
-                lambda a: a.reshape(len(devices), -1),
-                chunk_inputs(plan_.table, runs_C, plan_, bucket, bucket.chunk_runs),
-            )
+
+        def placed(runs_C, size, bucket=bucket):
+            args = chunk_inputs(plan_.table, runs_C, plan_, bucket, size)
+            args = jax.tree.map(lambda a: a.reshape(len(devices), -1), args)
             # Placed explicitly: with several processes JAX refuses to shard host arrays itself.
-            args = jax.device_put(args, sharding)
-            if compiled is None:
-                faults.reach("compile")
-                t0 = time.perf_counter()
-                compiled = fn.lower(args, shared).compile()
-                timing.compile_s += time.perf_counter() - t0
-                check_fits(xla_bytes(compiled), plan_, bucket, len(devices), timing)
+            return jax.device_put(args, sharding)
+
+        compiled, size = fitted_program(fn, placed, shared, runs, plan_, bucket, devices, timing)
+        for runs_C in cut(runs, size):
+            args = placed(runs_C, size)
             t0 = time.perf_counter()
             out = jax.device_get(compiled(args, shared))
             timing.run_s += time.perf_counter() - t0
@@ -119,6 +116,33 @@ def run_chunks(
                 lambda v, c=count: np.asarray(v).reshape((-1,) + v.shape[2:])[:c], out
             )
             yield runs_C, pad_samples(metrics, n_max), snapshots
+
+
+def fitted_program(fn, placed, shared, runs, plan_: Plan, bucket: Bucket, devices, timing: Timing):
+    """The bucket's compiled chunk program and its chunk size: the planned size, halved (in
+    whole groups of devices x V runs) while XLA's own count of the compiled program exceeds the
+    memory budget. A smaller chunk only runs fewer groups one after another, so results do not
+    change. With several processes every process must cut the same chunks: no split there, the
+    program is refused instead (`check_fits`)."""
+    size, unit = bucket.chunk_runs, len(devices) * bucket.vector_runs
+    while True:
+        faults.reach("compile")
+        t0 = time.perf_counter()
+        compiled = fn.lower(placed(runs[:size], size), shared).compile()
+        timing.compile_s += time.perf_counter() - t0
+        need = xla_bytes(compiled)
+        fits = need is None or need * len(devices) <= plan_.max_memory
+        if fits or size <= unit or jax.process_count() > 1:
+            break
+        smaller = max(unit, size // 2 // unit * unit)
+        print(
+            f"note: a chunk of {size} runs needs {need * len(devices):,} bytes by XLA's count, "
+            f"over the budget of {plan_.max_memory:,}: split into chunks of {smaller}",
+            file=sys.stderr,
+        )
+        size = smaller
+    check_fits(need, plan_, bucket, len(devices), timing)
+    return compiled, size
 
 
 def check_fits(need: int | None, plan_: Plan, bucket: Bucket, n_dev: int, timing: Timing) -> None:
