@@ -406,7 +406,7 @@ def test_paths_that_cannot_be_a_sweep_directory_end_in_one_line(tmp_path, capsys
     dangling.symlink_to(tmp_path / "nowhere" / "x")
     for out, needle in (
         (Path("/proc/noisyjax-test"), "cannot be used"),
-        (tmp_path / ("x" * 300), "longer than"),
+        (tmp_path / ("x" * 300), "cannot be used (File name too long)"),
         (dangling, "dangling link"),
     ):
         assert grid.main([*TINY, "--out", str(out), "--dry-run"]) == 2

@@ -65,7 +65,10 @@ def test_a_second_writer_is_refused_and_a_signal_ends_in_one_line(reference, tmp
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == code, stderr
     (line,) = errors(stderr)
-    assert f"interrupted ({signal.Signals(sig).name}) after " in line and " of 2 chunks" in line
+    # Usually inside the chunk loop ("after K of 2 chunks"); on a slow machine the signal may
+    # land after the chunks, while results are written: one line with the same command.
+    assert f"interrupted ({signal.Signals(sig).name})" in line, line
+    assert " of 2 chunks" in line or "finish with:" in line, line
     assert line.endswith(f"--out {out} --resume"), line
     resumed = cli(*TINY, "--out", str(out), "--resume")
     assert resumed.returncode == 0, resumed.stderr
