@@ -4,9 +4,12 @@ the run with its signal and file-system endings, and the lines that report them.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import logging
 import os
 import platform
+import re
 import shlex
 import signal
 import sys
@@ -100,6 +103,11 @@ def execute(
         raise Terminated
 
     previous = signal.signal(signal.SIGTERM, terminate)
+    # Orbax logs a failed background write (with its traceback) through absl before the error
+    # reaches us; the command line reports it in one line instead.
+    absl = logging.getLogger("absl")
+    absl_level = absl.level
+    absl.setLevel(logging.CRITICAL)
     try:
         run_sweep(
             plan_,
@@ -128,7 +136,11 @@ def execute(
             then = f"finish with: {resume_command(args.argv, out)}"
         print(f"sweeps.grid: interrupted ({name}); {then}", file=sys.stderr)
         return _exit_now(code) if args.distributed else code
-    except OSError as err:  # the file system: a full disk, a vanished or read-only directory
+    except (OSError, ValueError) as err:  # the file system: a full disk, a read-only directory
+        if isinstance(err, ValueError) and not disk_full(err):
+            raise
+        if isinstance(err, ValueError):  # tensorstore's RESOURCE_EXHAUSTED from an Orbax write
+            err = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), disk_full(err))
         where = f" ({err.filename})" if err.filename else ""
         if (out / CONFIG).is_file():
             then = f"every stored chunk is kept: finish with: {resume_command(args.argv, out)}"
@@ -147,6 +159,7 @@ def execute(
         _exit_now(1)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        absl.setLevel(absl_level)
     if jax.process_index() == 0:
         print(f"wrote {out}")
     distributed.shutdown()
@@ -187,6 +200,16 @@ def use_compile_cache(jax) -> None:
     if directory:
         jax.config.update("jax_compilation_cache_dir", directory)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def disk_full(err: BaseException) -> str | None:
+    """The path of a write that failed for want of space, when `err` says so (Orbax's writes
+    fail with tensorstore's RESOURCE_EXHAUSTED, a ValueError, not an OSError); else None."""
+    text = str(err)
+    if "No space left on device" not in text:
+        return None
+    found = re.search(r'Failed writing: "([^"]+)"', text)
+    return found.group(1) if found else "?"
 
 
 def status_of(config: Path) -> str | None:

@@ -394,3 +394,28 @@ def test_a_chunk_xla_says_will_not_fit_is_split_not_attempted(tmp_path, monkeypa
     tiny = dataclasses.replace(plan, max_memory=10**6)  # not even one group of 2 runs fits
     with pytest.raises(nj.ConfigError, match="at least XLA's own count"):
         nj.run_sweep(tiny, tmp_path / "never", progress=False)
+
+
+def test_a_full_disk_ends_in_one_line_and_resume_finishes_the_sweep(reference, tmp_path):
+    """A 400 KiB file system fills up during the first chunk's write (a mount needs root: the
+    test is skipped without it)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small file system here (needs root)")
+    try:
+        out = disk / "sweep"
+        full = cli(*TINY, "--out", str(out))
+        assert full.returncode == 1, full.stderr
+        (line,) = errors(full.stderr)
+        assert full.stderr.count("\n") == 2, full.stderr  # the plan line, then the error
+        assert "No space left on device" in line and line.endswith(f"--out {out} --resume")
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+        resumed = cli(*TINY, "--out", str(out), "--resume")
+        assert resumed.returncode == 0, resumed.stderr
+        assert_identical(data_of(out), data_of(reference))
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
