@@ -9,6 +9,7 @@ gradient-descent steps. A transition probe `<marker>_<probe>` is described from 
 
 from __future__ import annotations
 
+from noisyjax.synthetic import stages
 from noisyjax.synthetic.config import TRANSITION_NAMES
 
 # name: (long name, units, one-sentence description)
@@ -180,23 +181,7 @@ MARKERS: dict[str, Entry] = {
     ),
 }
 
-PROBES: dict[str, Entry] = {
-    name: TRAJECTORIES[name]
-    for name in (
-        "train_acc_clean",
-        "train_acc_noisy",
-        "train_loss_clean",
-        "train_loss_noisy",
-        "frac_noisy_above_log2",
-        "frac_clean_below_log2",
-        "loss_auroc",
-        "gamma_max",
-        "rho_bar_clean",
-        "rho_bar_noisy",
-        "test_err",
-        "test_err_noisy_labels",
-    )
-}
+PROBES: dict[str, Entry] = {name: TRAJECTORIES[name] for name in stages.PROBES}
 
 PER_RUN: dict[str, Entry] = {
     "stage_one_exists": (
