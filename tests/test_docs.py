@@ -66,3 +66,28 @@ def test_every_sweep_command_of_the_docs_plans(tmp_path, capsys):
             assert code == 0, (page, args, capsys.readouterr().err)
             planned += 1
     assert planned >= 10
+
+
+def run_block(source: str, replace: dict[str, str]) -> dict:
+    for old, new in replace.items():
+        assert old in source, old
+        source = source.replace(old, new)
+    scope: dict = {}
+    exec(compile(source, "<docs>", "exec"), scope)  # noqa: S102 (the docs' own snippet)
+    return scope
+
+
+def test_the_python_snippets_of_readme_stages_and_architecture_run(tmp_path, monkeypatch):
+    out = tmp_path / "phase"
+    args = ["--preset", "stage-phase", "--axis", "tau=0.1,0.2", "--axis", "n_snr2=8", "--seeds"]
+    assert grid.main([*args, "2", "--set", "steps=20", "--no-progress", "--out", str(out)]) == 0
+    (readme,) = python_blocks("README.md")
+    scope = run_block(readme, {"steps=600": "steps=20", '"checkpoints/mine"': repr(str(out))})
+    assert scope["metrics"]["train_acc_noisy"].shape == (5,) and "t1" in scope["ds"]
+    (stages,) = python_blocks("docs/stages.md")
+    scope = run_block(stages, {'"checkpoints/stage-phase-..."': repr(str(out))})
+    assert scope["snap"].w.shape[0] == 2 and scope["margins"].shape[-1] == scope["cfg"].n
+    (architecture,) = python_blocks("docs/architecture.md")
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    scope = run_block(architecture, {'"checkpoints/lin"': repr(str(tmp_path / "lin"))})
+    assert scope["ds"]["train_acc_noisy"].sizes["tau"] == 3
