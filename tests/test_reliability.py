@@ -377,7 +377,7 @@ def test_a_chunk_xla_says_will_not_fit_is_split_not_attempted(tmp_path, monkeypa
         "split", nj.Config(n=10, d=30, m=2, steps=20, n_test=40), nj.HParams(), (), seeds=8
     )
     devices = jax.local_devices()[:1]
-    plan = nj.plan(sweep, chunk_runs=8, vector_runs=2, devices=devices)
+    plan = nj.plan(sweep, chunk_runs=4, vector_runs=2, devices=devices)
     whole = nj.run_sweep(plan, tmp_path / "whole", progress=False)
 
     def runs_in(compiled):  # XLA's count made proportional to the runs of the chunk
@@ -385,13 +385,14 @@ def test_a_chunk_xla_says_will_not_fit_is_split_not_attempted(tmp_path, monkeypa
 
     monkeypatch.setattr(execute, "xla_bytes", runs_in)
     monkeypatch.setattr(jax, "local_devices", lambda *a, **k: devices)
-    small = dataclasses.replace(plan, max_memory=3 * 10**6)  # 8 and 4 runs: over; 2 runs fit
+    small = dataclasses.replace(plan, max_memory=3 * 10**6)  # 4 runs: over; 2 runs fit
     split = nj.run_sweep(small, tmp_path / "split", progress=False)
     notes = [line for line in capsys.readouterr().err.splitlines() if "split into" in line]
-    assert [n.rsplit(" ", 1)[-1] for n in notes] == ["4", "2"]
+    assert [n.rsplit(" ", 1)[-1] for n in notes] == ["2"]
     for name in whole.data_vars:  # fewer runs per program, the same runs: the same bits
         np.testing.assert_array_equal(split[name].values, whole[name].values, err_msg=name)
-    tiny = dataclasses.replace(plan, max_memory=10**6)  # not even one group of 2 runs fits
+    pairs = nj.plan(sweep, chunk_runs=2, vector_runs=2, devices=devices)
+    tiny = dataclasses.replace(pairs, max_memory=10**6)  # not even one group of 2 runs fits
     with pytest.raises(nj.ConfigError, match="at least XLA's own count"):
         nj.run_sweep(tiny, tmp_path / "never", progress=False)
 
