@@ -7,6 +7,7 @@ config.json), so what they show is what the sweep stored.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -86,8 +87,12 @@ def summary(out: Path) -> int:
         raise SweepDirError(
             f"--summary {str(out)!r}: cannot write {SUMMARY} ({err.strerror})"
         ) from None
-    with pd.option_context("display.max_rows", 60, "display.width", 120):
+    try:
         print(table.to_string(index=False, max_rows=60, float_format=lambda v: f"{v:.4g}"))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `--summary DIR | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     print(
         f"wrote {path} ({len(table)} rows: cell x variable; {LEVEL:.0%} t intervals)",
         file=sys.stderr,
