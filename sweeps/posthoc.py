@@ -18,7 +18,6 @@ from scipy import stats
 
 from noisyjax.sweep import load_sweep
 from noisyjax.sweep.store import CONFIG, SweepDirError
-from noisyjax.synthetic.config import STAGE_NAMES
 
 SUMMARY = "summary.csv"
 LEVEL = 0.95
@@ -54,14 +53,12 @@ def replot(out: Path) -> int:
 def seed_summary(ds: xr.Dataset, level: float = LEVEL) -> pd.DataFrame:
     """Per grid cell and per-run output (a variable with no time or sample dimension): the mean
     over seeds, a Student-t interval at `level`, and how many seeds have a value (a stage time
-    that was never reached, negative or missing, counts as no value)."""
+    that was never reached reads back from results.nc as missing, and counts as no value)."""
     frames = []
     for name, da in ds.data_vars.items():
         if "seed" not in da.dims or set(da.dims) - {"seed"} - set(_axes(ds)):
             continue  # a trajectory, a per-sample record or a per-sweep value
         x = da.astype(float)
-        if np.issubdtype(da.dtype, np.integer) and (name in STAGE_NAMES or name.endswith("_step")):
-            x = x.where(x >= 0)  # a step of -1: never reached
         n = x.notnull().sum("seed")
         mean = x.mean("seed")
         sem = x.std("seed", ddof=1) / np.sqrt(n)
