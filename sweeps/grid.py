@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 
 from sweeps.exits import (
     EXIT_SIGINT,
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None, *, cpu_cores_as_devices: bool = False) -
     def terminated(signum, frame):
         raise EarlyTermination
 
-    in_main_thread = signal.getsignal(signal.SIGTERM) is not None
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signal's rule
     previous = signal.signal(signal.SIGTERM, terminated) if in_main_thread else None
     try:
         check_environment()
