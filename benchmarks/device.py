@@ -62,7 +62,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import noisyjax as nj  # noqa: E402
-from noisyjax.sweep import Axis, Sweep  # noqa: E402
+from noisyjax.sweep import Axis, Sweep, execute  # noqa: E402
 from noisyjax.sweep.execute import chunk_inputs, make_chunk_fn, run_sharding  # noqa: E402
 from noisyjax.sweep.plan import host_memory  # noqa: E402
 from sweeps.presets.kou import kou2023_grid  # noqa: E402
@@ -128,19 +128,12 @@ def make_sweep(name: str, steps: int, runs: int, quick: bool) -> Sweep:
 
 
 def xla_memory(compiled) -> dict[str, int | None]:
-    """XLA's count of a compiled program's device memory: temp, argument, output and total."""
-    try:
-        stats = compiled.memory_analysis()
-    except Exception:  # noqa: BLE001  not every backend implements it
-        stats = None
-    parts = {
-        "temp_bytes": "temp_size_in_bytes",
-        "argument_bytes": "argument_size_in_bytes",
-        "output_bytes": "output_size_in_bytes",
-    }
-    out = {k: None if stats is None else int(getattr(stats, f, 0) or 0) for k, f in parts.items()}
-    out["xla_bytes"] = None if stats is None else sum(out[k] for k in parts)
-    return out
+    """XLA's count of a compiled program's device memory (the sweep engine's own reading):
+    temp, argument, output and total; None each where the backend does not report it."""
+    parts = execute.xla_memory(compiled)
+    if parts is None:
+        return dict.fromkeys(("temp_bytes", "argument_bytes", "output_bytes", "xla_bytes"))
+    return {**parts, "xla_bytes": sum(parts.values())}
 
 
 def device_memory(device: jax.Device) -> dict[str, int | None]:
@@ -200,10 +193,7 @@ def sequential(name: str, steps: int, runs: int, quick: bool, device: jax.Device
     ]
     inputs = [jax.tree.map(lambda a: a[0], x) for x in inputs]  # 0-d: one run, no batch axis
     shared = jax.device_put(exp.shared(bucket.cfg), device)
-    t0 = time.perf_counter()
-    lowered = jax.jit(exp.make_run(bucket.cfg)).lower(inputs[0], shared)
-    compiled = lowered.compile(xla_options(opts))
-    compile_s = time.perf_counter() - t0
+    compiled, compile_s = compile_timed(jax.jit(exp.make_run(bucket.cfg)), opts, inputs[0], shared)
     jax.block_until_ready(compiled(inputs[0], shared))  # warm-up
     calls = iter(inputs * 100)  # the runs in turn, again until `min_time` has passed
     times = timed_calls(lambda: compiled(next(calls), shared), runs, opts.min_time)
@@ -222,15 +212,20 @@ def sequential(name: str, steps: int, runs: int, quick: bool, device: jax.Device
     }
 
 
+def compile_timed(jitted, opts, *args):
+    """The compiled program of a jitted function for `args`, and the seconds it took (tracing,
+    lowering and compiling)."""
+    t0 = time.perf_counter()
+    compiled = jitted.lower(*args).compile(xla_options(opts))
+    return compiled, time.perf_counter() - t0
+
+
 def vectorized(plan: nj.Plan, device: jax.Device, opts) -> dict:
     """One width: compile the chunk program, warm it up, time it."""
     bucket = plan.buckets[0]
     width = bucket.vector_runs
     args, shared = program_args(plan, bucket.runs[:width], device)
-    t0 = time.perf_counter()
-    lowered = make_chunk_fn(plan, bucket, [device]).lower(args, shared)
-    compiled = lowered.compile(xla_options(opts))
-    compile_s = time.perf_counter() - t0
+    compiled, compile_s = compile_timed(make_chunk_fn(plan, bucket, [device]), opts, args, shared)
     row = {"vector_runs": width, "compile_s": compile_s, **xla_memory(compiled)}
     if row["xla_bytes"] is not None and row["xla_bytes"] > memory_limit(device):
         return {**row, "fits": False, "why": "XLA's count exceeds the device memory"}

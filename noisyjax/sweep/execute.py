@@ -34,17 +34,23 @@ class Timing:
     xla_bytes: list[int] = dataclasses.field(default_factory=list)  # per compiled program
 
 
-def xla_bytes(compiled) -> int | None:
-    """XLA's own count of a compiled program's device memory (arguments, outputs, temporaries),
-    or None where the backend does not report it."""
+def xla_memory(compiled) -> dict[str, int] | None:
+    """XLA's own count of a compiled program's device memory, by part (arguments, outputs,
+    temporaries), or None where the backend does not report it."""
     try:
         stats = compiled.memory_analysis()
     except Exception:  # noqa: BLE001  not every backend implements it
         return None
     if stats is None:
         return None
-    fields = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes")
-    return int(sum(getattr(stats, f, 0) or 0 for f in fields))
+    parts = {"argument_bytes": "argument", "output_bytes": "output", "temp_bytes": "temp"}
+    return {k: int(getattr(stats, f"{f}_size_in_bytes", 0) or 0) for k, f in parts.items()}
+
+
+def xla_bytes(compiled) -> int | None:
+    """XLA's own count of a compiled program's device memory, in all."""
+    parts = xla_memory(compiled)
+    return None if parts is None else sum(parts.values())
 
 
 def run_sharding(devices: list[jax.Device]) -> NamedSharding:
