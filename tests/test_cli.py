@@ -53,12 +53,17 @@ def assert_identical(a, b):
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny") / "sweep"
-    result = cli(*TINY, "--out", str(out))
+def finished_sweep(tmp_path_factory, name, *args):
+    """A sweep run to the end by the CLI (for module fixtures); its directory."""
+    out = tmp_path_factory.mktemp(name) / "sweep"
+    result = cli(*args, "--out", str(out))
     assert result.returncode == 0, result.stderr
     return out
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    return finished_sweep(tmp_path_factory, "tiny", *TINY)
 
 
 def test_tiny_preset_writes_results_config_and_figures(tiny_run):
@@ -362,6 +367,10 @@ def test_replot_and_summary_read_a_finished_sweep_back(tiny_run, tmp_path, capsy
     assert row.ci_high - row["mean"] == pytest.approx(half, abs=1e-6)
     never = table[table.variable == "t2"]  # never-reached stage times are no values
     assert (never.seeds <= 4).all()
+    window = table[table.variable == "t_memorize"].set_index(["tau", "n_snr2"]).seeds
+    reached = ds.t_memorize.notnull().sum("seed").to_series()
+    assert reached.min() < 4  # the tiny sweep has windows that never close
+    assert (window.sort_index() == reached.sort_index()).all()
     assert grid.main(["--replot", str(tmp_path / "absent")]) == 2
     assert "has no results.nc" in capsys.readouterr().err
 

@@ -16,15 +16,20 @@ import pytest
 import noisyjax as nj
 import noisyjax.real
 from sweeps import grid
-from tests.test_cli import ROOT, TINY, assert_identical, assert_snapshots_identical, cli, data_of
+from tests.test_cli import (
+    ROOT,
+    TINY,
+    assert_identical,
+    assert_snapshots_identical,
+    cli,
+    data_of,
+    finished_sweep,
+)
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    out = tmp_path_factory.mktemp("reference") / "sweep"
-    result = cli(*TINY, "--out", str(out))
-    assert result.returncode == 0, result.stderr
-    return out
+    return finished_sweep(tmp_path_factory, "reference", *TINY)
 
 
 def start(out):
@@ -257,10 +262,7 @@ ZSTD = b"\x28\xb5\x2f\xfd"
 
 @pytest.fixture(scope="module")
 def samples_reference(tmp_path_factory):
-    out = tmp_path_factory.mktemp("samples") / "sweep"
-    result = cli(*SAMPLES, "--out", str(out))
-    assert result.returncode == 0, result.stderr
-    return out
+    return finished_sweep(tmp_path_factory, "samples", *SAMPLES)
 
 
 def damage_one_array_file(item):
