@@ -150,3 +150,30 @@ def test_single_jitted_run_equals_the_sweep_engine_on_every_stage_output():
                 np.testing.assert_array_equal(a, b, err_msg=k)
         off_log += int(alone["t_best"]) % cfg.log_every != 0
     assert off_log > 0  # some t_best falls between logged steps: the check could fail
+
+
+@pytest.mark.parametrize("extra", [{}, {"log_samples": True, "n_val": 8}])
+def test_run_sweep_returns_what_load_sweep_reads(tmp_path, extra):
+    """Without figures, run_sweep decodes its results in memory instead of reading results.nc
+    back: the two must be identical (values, dtypes, attributes), never-reached markers (NaN)
+    and flags (booleans) included."""
+    import xarray as xr
+
+    cfg = nj.Config(n=12, d=30, m=2, steps=6, log_every=3, n_test=20, **extra)
+    sweep = Sweep("t", cfg, nj.HParams(), (Axis("tau", (0.0, 0.3)),), seeds=2)
+    returned = nj.run_sweep(nj.plan(sweep), tmp_path / "s", progress=False)
+    read = nj.load_sweep(tmp_path / "s")
+    xr.testing.assert_identical(returned, read)
+    assert all(returned[k].dtype == read[k].dtype for k in read.variables)
+    assert returned["t2"].isnull().any() and returned["stage_one_exists"].dtype == bool
+
+
+def test_run_sweep_returns_what_load_sweep_reads_for_real_images(tmp_path):
+    import xarray as xr
+
+    from noisyjax.real import RealConfig, RealHParams
+
+    cfg = RealConfig(width=4, epochs=3, batch_size=32, lr_milestones=(2,), eval_batch=64)
+    sweep = Sweep("r", cfg, RealHParams(), (Axis("tau", (0.0, 0.2)),), seeds=1)
+    returned = nj.run_sweep(nj.plan(sweep), tmp_path / "s", progress=False)
+    xr.testing.assert_identical(returned, nj.load_sweep(tmp_path / "s"))

@@ -166,10 +166,9 @@ def seed_summary(da: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
 
 
 def _is_log(values: np.ndarray) -> bool:
-    if len(values) < 3 or np.any(values <= 0):
-        return False
-    ratios = values[1:] / values[:-1]
-    return bool(np.allclose(ratios, ratios[0], rtol=1e-3) and not np.isclose(ratios[0], 1))
+    from noisyjax.sweep.spec import log_spaced
+
+    return log_spaced(values)
 
 
 def _edges(values: np.ndarray) -> np.ndarray:

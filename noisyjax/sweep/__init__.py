@@ -8,13 +8,26 @@ Layers, each a module (docs/architecture.md):
   distributed  the share of each process in a multi-process run (`jax.distributed`)
   store        the sweep directory: one atomic Orbax store per chunk, results.nc, config.json
   runner       `run_sweep`: resume, run, store, label, draw
+  refine       `run_refined`: a boundary along one axis, bracketed on the grid and bisected
 """
 
 from noisyjax.sweep.execute import Timing, run_chunks
 from noisyjax.sweep.experiment import Experiment, config_from_dict, of_config
 from noisyjax.sweep.plan import VECTOR_RUNS, Bucket, Plan, cut, default_max_memory, plan
+from noisyjax.sweep.refine import load_refinement, load_round, run_refined
 from noisyjax.sweep.runner import run_sweep
-from noisyjax.sweep.spec import SPEC_HELP, Axis, RunTable, Sweep, expand, parse_axis, parse_values
+from noisyjax.sweep.spec import (
+    SPEC_HELP,
+    Axis,
+    Refine,
+    RunTable,
+    Sweep,
+    Zip,
+    expand,
+    parse_axis,
+    parse_refine,
+    parse_values,
+)
 from noisyjax.sweep.store import SweepDirError, load_sweep, sweep_of
 
 __all__ = [
@@ -24,20 +37,26 @@ __all__ = [
     "Bucket",
     "Experiment",
     "Plan",
+    "Refine",
     "RunTable",
     "Sweep",
     "SweepDirError",
     "Timing",
+    "Zip",
     "config_from_dict",
     "cut",
     "default_max_memory",
     "expand",
+    "load_refinement",
+    "load_round",
     "load_sweep",
     "of_config",
     "parse_axis",
+    "parse_refine",
     "parse_values",
     "plan",
     "run_chunks",
+    "run_refined",
     "run_sweep",
     "sweep_of",
 ]

@@ -86,10 +86,14 @@ def run_chunks(
     *,
     devices: list[jax.Device] | None = None,
     timing: Timing | None = None,
+    programs: dict | None = None,
 ) -> Iterator[Chunk]:
     """Yield (run indices, metrics, snapshots), as NumPy arrays, for the chunks of `todo`.
 
     Chunks are cut from the runs still to do, so a resumed sweep compiles the same programs.
+    `programs`, a dict the caller keeps, holds the compiled programs for the next call: a
+    bucket with the same config, widths, devices and numerics runs without compiling again
+    (the rounds of a refinement, `noisyjax.sweep.refine`).
     """
     devices = jax.local_devices() if devices is None else devices
     timing = Timing() if timing is None else timing
@@ -110,7 +114,15 @@ def run_chunks(
             # Placed explicitly: with several processes JAX refuses to shard host arrays itself.
             return jax.device_put(args, sharding)
 
-        compiled, size = fitted_program(fn, placed, shared, runs, plan_, bucket, devices, timing)
+        key = program_key(plan_, bucket, devices)
+        if programs is not None and key in programs:
+            compiled, size = programs[key]
+        else:
+            compiled, size = fitted_program(
+                fn, placed, shared, runs, plan_, bucket, devices, timing
+            )
+            if programs is not None:
+                programs[key] = compiled, size
         for runs_C in cut(runs, size):
             args = placed(runs_C, size)
             t0 = time.perf_counter()
@@ -122,6 +134,20 @@ def run_chunks(
                 lambda v, c=count: np.asarray(v).reshape((-1,) + v.shape[2:])[:c], out
             )
             yield runs_C, pad_samples(metrics, n_max), snapshots
+
+
+def program_key(plan_: Plan, bucket: Bucket, devices: list[jax.Device]) -> tuple:
+    """What decides a bucket's compiled chunk program and its fitted chunk size."""
+    return (
+        plan_.sweep.experiment.name,
+        bucket.cfg,
+        bucket.vector_runs,
+        bucket.chunk_runs,
+        tuple(devices),
+        plan_.max_memory,
+        str(jax.config.jax_default_matmul_precision),
+        bool(jax.config.jax_enable_x64),
+    )
 
 
 def fitted_program(fn, placed, shared, runs, plan_: Plan, bucket: Bucket, devices, timing: Timing):

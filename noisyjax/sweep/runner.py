@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import functools
 import json
 import os
 import platform
@@ -210,17 +211,20 @@ def run_sweep(
     resume: bool = False,
     figures: Figures | None = None,
     progress: bool = True,
+    programs: dict | None = None,
 ) -> xr.Dataset:
     """Run every chunk of `plan` that `out` does not hold yet, then write results and figures.
 
     In a multi-process run every process calls this; each runs its share of the chunks and
-    process 0 writes all files.
+    process 0 writes all files. `programs` keeps compiled programs for later calls
+    (`run_chunks`).
     """
+    run = functools.partial(run_chunks, programs=programs)
     out = Path(out)
     print_ = fingerprint(plan.sweep, numerics(plan))
     lead = jax.process_index() == 0
     if not lead:
-        for _ in distributed.share(plan, _todo(plan, None), run_chunks, Timing()):
+        for _ in distributed.share(plan, _todo(plan, None), run, Timing()):
             pass
         return xr.Dataset()
     given = {"sweep": plan.sweep.to_dict(), "numerics": numerics(plan)}
@@ -228,7 +232,9 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     with writer_lock(out):
         check_out_dir(out, resume=resume, print_=print_, given=given)  # again, now it is ours
-        return _run_locked(plan, out, print_, resume=resume, figures=figures, progress=progress)
+        return _run_locked(
+            plan, out, print_, run, resume=resume, figures=figures, progress=progress
+        )
 
 
 def _todo(plan: Plan, done: np.ndarray | None) -> np.ndarray:
@@ -238,7 +244,14 @@ def _todo(plan: Plan, done: np.ndarray | None) -> np.ndarray:
 
 
 def _run_locked(
-    plan: Plan, out: Path, print_: str, *, resume: bool, figures: Figures | None, progress: bool
+    plan: Plan,
+    out: Path,
+    print_: str,
+    run: Callable,
+    *,
+    resume: bool,
+    figures: Figures | None,
+    progress: bool,
 ) -> xr.Dataset:
     """`run_sweep` on process 0, holding the directory's lock."""
     sweep, table = plan.sweep, plan.table
@@ -271,7 +284,7 @@ def _run_locked(
             total=len(todo), unit="run", desc=sweep.name, disable=not progress, dynamic_ncols=True
         ) as bar:
             bar.set_postfix_str("compiling", refresh=True)  # the first chunk compiles first
-            for runs_C, chunk, snapshots in distributed.share(plan, todo, run_chunks, timing):
+            for runs_C, chunk, snapshots in distributed.share(plan, todo, run, timing):
                 store.save_chunk(mngr, runs_C, chunk, snapshots, chunk_meta(plan, runs_C, chunk))
                 faults.reach("checkpoint")
                 for k, v in chunk.items():
@@ -311,7 +324,9 @@ def _run_locked(
     )
     store.write_dataset(ds, out / RESULTS)
     header["results_sha256"] = store.file_checksum(out / RESULTS)  # `load_sweep` checks it
-    ds = store.read_dataset(out / RESULTS)  # what every later reader sees: figures too
+    # What every later reader sees: figures read the file back; otherwise the same decoding is
+    # applied in memory (a test keeps the two identical).
+    ds = store.read_dataset(out / RESULTS) if figures is not None else store.as_read(ds)
     write_json(out / CONFIG, header)  # results and status are final before any figure
     if figures is not None:
         drawn, skipped = draw_figures(figures, ds, out)

@@ -18,11 +18,12 @@ import dataclasses
 import itertools
 import math
 import numbers
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from noisyjax.errors import ConfigError, check_int, fail
+from noisyjax.errors import ConfigError, check_int, check_real, fail
 from noisyjax.sweep.experiment import DEFAULT, Experiment, config_from_dict, get, of_config
 
 MAX_VALUES = 100_000  # values per axis
@@ -37,20 +38,86 @@ class Axis:
     values: tuple[float | int, ...]
 
     def __post_init__(self) -> None:
-        try:
-            values = tuple(self.values)
-        except TypeError:
-            fail(f"axis {self.name}", self.values, "a sequence of finite numbers")
-        if not values:
-            fail(f"axis {self.name}", self.values, "at least one value")
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-                fail(f"axis {self.name}", v, "finite numbers")
-        # NumPy scalars as Python numbers: config.json and the fingerprint hold them as JSON.
-        values = tuple(int(v) if isinstance(v, numbers.Integral) else float(v) for v in values)
-        if len(set(values)) != len(values):
+        object.__setattr__(self, "values", checked_values(f"axis {self.name}", self.values))
+        if len(set(self.values)) != len(self.values):
             fail(f"axis {self.name}", self.values, "distinct values")
-        object.__setattr__(self, "values", values)
+
+
+def checked_values(label: str, given: Any) -> tuple[float | int, ...]:
+    """A non-empty sequence of finite numbers, as Python numbers (config.json and the
+    fingerprint hold them as JSON)."""
+    try:
+        values = tuple(given)
+    except TypeError:
+        fail(label, given, "a sequence of finite numbers")
+    if not values:
+        fail(label, given, "at least one value")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            fail(label, v, "finite numbers")
+    return tuple(int(v) if isinstance(v, numbers.Integral) else float(v) for v in values)
+
+
+class Column(NamedTuple):
+    """One field of a zip: its value at each point (values may repeat)."""
+
+    name: str
+    values: tuple[float | int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Zip:
+    """Fields that vary together along one dimension `name`: a list of points, not a grid.
+
+    `fields` maps each field to its value at every point (one sequence per field, all of one
+    length, the points distinct). results.nc labels the dimension by the point's position (0,
+    1, ...) and holds each field as a coordinate over it. Adaptive refinement
+    (`noisyjax.sweep.refine`) trains its probes as a zip of the other axes' cells and the
+    refined axis's new values.
+    """
+
+    name: str
+    fields: Mapping[str, Sequence[float | int]]
+
+    def __post_init__(self) -> None:
+        try:
+            items = [(str(k), v) for k, v in dict(self.fields).items()]
+        except (TypeError, ValueError):
+            items = []
+        if not items:
+            fail(f"zip {self.name}", self.fields, "a mapping of one field or more to values")
+        columns = tuple(Column(k, checked_values(f"zip {self.name} {k}", v)) for k, v in items)
+        lengths = {len(c.values) for c in columns}
+        if len(lengths) != 1:
+            fail(f"zip {self.name}", sorted(lengths), "fields with the same number of values")
+        points = list(zip(*(c.values for c in columns), strict=True))
+        if len(set(points)) != len(points):
+            fail(f"zip {self.name}", "repeated points", "distinct points")
+        object.__setattr__(self, "fields", columns)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.fields))
+
+    @property
+    def values(self) -> tuple[int, ...]:
+        """The dimension's coordinate: each point's position."""
+        return tuple(range(len(self.fields[0].values)))
+
+
+def columns_of(axis: Axis | Zip) -> tuple[Axis | Column, ...]:
+    """The fields an axis sets, each with one value per position along it."""
+    return axis.fields if isinstance(axis, Zip) else (axis,)
+
+
+def log_spaced(values: Any) -> bool:
+    """Whether sorted values are three or more positive numbers with a constant ratio other
+    than 1 (a log:A:B:N spec): figures draw such an axis on a log scale, and refinement
+    halves its brackets geometrically."""
+    values = np.asarray(values, float)
+    if len(values) < 3 or np.any(values <= 0):
+        return False
+    ratios = values[1:] / values[:-1]
+    return bool(np.allclose(ratios, ratios[0], rtol=1e-3) and not np.isclose(ratios[0], 1))
 
 
 def parse_values(name: str, spec: str, *, integer: bool = False) -> tuple[float | int, ...]:
@@ -101,6 +168,59 @@ def parse_axis(text: str, experiment: Experiment | str = DEFAULT) -> Axis:
     return Axis(name, parse_values(name, spec.strip(), integer=name in exp.shape_axes))
 
 
+SPACINGS = ("auto", "lin", "log")
+MAX_ROUNDS = 40  # bisection rounds: 2**-40 of a grid step is below float resolution
+
+
+@dataclasses.dataclass(frozen=True)
+class Refine:
+    """Adaptive refinement of a sweep along one of its axes (`noisyjax.sweep.refine`): for
+    every cell of the other axes, the value of `axis` at which the seed mean of the per-run
+    output `var` (a trajectory's last value) crosses `threshold`, bracketed on the sweep's grid
+    and bisected for at most `rounds` rounds, or until the bracket is at most `tol` wide (in the
+    axis's units; 0: all rounds). `spacing` is how a bracket is halved: "lin" (arithmetic
+    midpoint), "log" (geometric), or "auto": log when the axis's values are positive and evenly
+    spaced in log but not in lin. The seed-mean crossing gets a `bootstrap` interval."""
+
+    var: str
+    threshold: float
+    axis: str
+    rounds: int = 4
+    tol: float = 0.0
+    spacing: str = "auto"
+    bootstrap: int = 2000
+
+    def __post_init__(self) -> None:
+        for field in ("var", "axis"):
+            value = getattr(self, field)
+            if not isinstance(value, str) or not value.strip():
+                fail(f"refine {field}", value, "a non-empty name")
+        check_real("refine threshold", self.threshold, -math.inf, math.inf)
+        object.__setattr__(self, "threshold", float(self.threshold))
+        check_int("refine rounds", self.rounds, 0)
+        if self.rounds > MAX_ROUNDS:
+            fail("refine rounds", self.rounds, f"an integer in [0, {MAX_ROUNDS}]")
+        check_real("refine tol", self.tol, 0.0, math.inf)
+        object.__setattr__(self, "tol", float(self.tol))
+        if self.spacing not in SPACINGS:
+            fail("refine spacing", self.spacing, "one of " + ", ".join(SPACINGS))
+        check_int("refine bootstrap", self.bootstrap, 100)
+
+
+def parse_refine(text: str, **options: Any) -> Refine:
+    """'VAR:THRESHOLD:AXIS' or 'VAR:THRESHOLD:AXIS:SPACING' (the CLI's --refine)."""
+    parts = text.split(":")
+    allowed = "VAR:THRESHOLD:AXIS or VAR:THRESHOLD:AXIS:lin|log (e.g. stage_one_exists:0.5:n_snr2)"
+    if len(parts) not in (3, 4) or not all(p.strip() for p in parts):
+        fail("--refine", text, allowed)
+    try:
+        threshold = float(parts[1])
+    except ValueError:
+        fail("--refine", text, allowed + "; THRESHOLD a number")
+    spacing = parts[3].strip() if len(parts) == 4 else "auto"
+    return Refine(parts[0].strip(), threshold, parts[2].strip(), spacing=spacing, **options)
+
+
 @dataclasses.dataclass(frozen=True)
 class Sweep:
     """A named grid: base settings, swept axes (outermost first) and seeds 0..seeds-1."""
@@ -108,8 +228,9 @@ class Sweep:
     name: str
     cfg: Any
     hp: Any
-    axes: tuple[Axis, ...] = ()
+    axes: tuple[Axis | Zip, ...] = ()
     seeds: int = 1
+    refine: Refine | None = None  # locate a boundary along one axis (noisyjax.sweep.refine)
 
     def __post_init__(self) -> None:
         check_int("seeds", self.seeds)
@@ -117,14 +238,34 @@ class Sweep:
         exp = self.experiment
         if not isinstance(self.hp, exp.hparams_type):
             fail("hp", type(self.hp).__name__, f"a {exp.hparams_type.__name__} for {exp.name}")
-        names = [a.name for a in self.axes]
-        for axis in self.axes:
+        names = self.fields
+        for axis in (f for a in self.axes for f in columns_of(a)):
             if axis.name not in exp.axis_names:
                 fail("axis", axis.name, "one of " + ", ".join(exp.axis_names))
             if axis.name in exp.shape_axes and any(int(v) != v or v < 1 for v in axis.values):
                 fail(f"axis {axis.name}", axis.values, "integers >= 1")
         if len(set(names)) != len(names):
             fail("axes", names, "each field at most once")
+        zips = [a.name for a in self.axes if isinstance(a, Zip)]
+        if len(set(self.dims)) != len(self.dims) or set(zips) & set(exp.axis_names):
+            fail("zip", zips, "dimension names that are no field's and no other axis's")
+        if self.refine is not None:
+            if not isinstance(self.refine, Refine):
+                fail("refine", self.refine, "a Refine")
+            axes = {a.name: a for a in self.axes if isinstance(a, Axis)}
+            refined = axes.get(self.refine.axis)
+            if refined is None or len(refined.values) < 2:
+                wide = [n for n, a in axes.items() if len(a.values) > 1]
+                fail(
+                    "--refine AXIS",
+                    self.refine.axis,
+                    "one of the sweep's axes with two values or more: "
+                    + (", ".join(wide) or "none"),
+                )
+            if self.refine.spacing == "log" and min(refined.values) <= 0:
+                fail(
+                    "--refine spacing", "log", f"lin for an axis with values <= 0 ({refined.name})"
+                )
         for derived, targets in exp.derived_axes.items():
             clash = set(targets) & set(names)
             if derived in names and clash:
@@ -133,6 +274,11 @@ class Sweep:
     @property
     def experiment(self) -> Experiment:
         return of_config(self.cfg)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The fields the axes set (a zip's fields each count), in the axes' order."""
+        return tuple(f.name for a in self.axes for f in columns_of(a))
 
     @property
     def dims(self) -> tuple[str, ...]:
@@ -172,8 +318,15 @@ class Sweep:
             "hp": dataclasses.asdict(self.hp),
             # A list, not a mapping: the order of the axes numbers the runs, and config.json
             # is written with sorted keys.
-            "axes": [[a.name, list(a.values)] for a in self.axes],
+            "axes": [
+                [a.name, {"zip": [[c.name, list(c.values)] for c in a.fields]}]
+                if isinstance(a, Zip)
+                else [a.name, list(a.values)]
+                for a in self.axes
+            ],
             "seeds": self.seeds,
+            # Only when set: the fingerprints of sweeps without it stay as they were.
+            **({"refine": dataclasses.asdict(self.refine)} if self.refine is not None else {}),
         }
 
     @classmethod
@@ -184,8 +337,12 @@ class Sweep:
             spec["name"],
             config_from_dict(exp.config_type, spec["cfg"]),
             exp.hparams_type(**spec["hp"]),
-            tuple(Axis(k, tuple(v)) for k, v in axes_of(spec)),
+            tuple(
+                Zip(k, dict(v["zip"])) if isinstance(v, dict) and "zip" in v else Axis(k, tuple(v))
+                for k, v in (spec["axes"] if isinstance(spec["axes"], list) else axes_of(spec))
+            ),
             spec["seeds"],
+            Refine(**spec["refine"]) if spec.get("refine") else None,
         )
 
 
@@ -198,7 +355,11 @@ def axes_of(spec: dict[str, Any]) -> list[tuple[str, list]]:
         if len(axes) > 1:
             fail("sweep axes", sorted(axes), "a sweep recorded with its axis order (rerun it)")
         return list(axes.items())
-    return [(name, values) for name, values in axes]
+    # A zip's dimension is labelled by its points' positions.
+    return [
+        (name, list(range(len(values["zip"][0][1]))) if isinstance(values, dict) else values)
+        for name, values in axes
+    ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,13 +392,16 @@ def expand(sweep: Sweep) -> RunTable:
     }
     derived: dict[str, np.ndarray] = {}
     source = {}  # field -> the axis that set it, for error messages
+    position = {}  # field -> (its axis's position, its values)
     for k, axis in enumerate(sweep.axes):
-        values = np.asarray(axis.values)[index[:, k]]
-        if axis.name in exp.derived_axes:
-            derived[axis.name] = values.astype(np.float64)
-            source |= dict.fromkeys(exp.derived_axes[axis.name], axis.name)
-        else:
-            columns[axis.name] = values.astype(columns[axis.name].dtype)
+        for field in columns_of(axis):
+            position[field.name] = (k, field.values)
+            values = np.asarray(field.values)[index[:, k]]
+            if field.name in exp.derived_axes:
+                derived[field.name] = values.astype(np.float64)
+                source |= dict.fromkeys(exp.derived_axes[field.name], field.name)
+            else:
+                columns[field.name] = values.astype(columns[field.name].dtype)
     columns |= exp.derive(derived, columns)
     dtype = np.dtype(getattr(sweep.cfg, "dtype", "float32"))
     # Fields set directly first: a bad sigma_p is named as such, not through the mu_norm it sets.
@@ -251,9 +415,9 @@ def expand(sweep: Sweep) -> RunTable:
                 if name == field:
                     raise
                 # A derived axis: name it, with its own value and what it set.
-                k = next(k for k, a in enumerate(sweep.axes) if a.name == name)
+                k, given_values = position[name]
                 run = int(np.flatnonzero(np.isclose(columns[field], value, equal_nan=True))[0])
-                given = float(np.asarray(sweep.axes[k].values)[index[run, k]])
+                given = float(np.asarray(given_values)[index[run, k]])
                 allowed = str(err).split(" is invalid: allowed ", 1)[1]
                 sets = "" if given == value else f"it sets {field}={float(value)!r}, "
                 raise ConfigError(f"{name}={given!r} is invalid: {sets}allowed {allowed}") from None

@@ -37,7 +37,7 @@ import xarray as xr
 
 from noisyjax.errors import ConfigError, fail
 from noisyjax.sweep import faults
-from noisyjax.sweep.spec import RunTable, Sweep, axes_of
+from noisyjax.sweep.spec import RunTable, Sweep, Zip, axes_of
 
 STAGES_DIR = "stages"
 RESULTS = "results.nc"
@@ -334,6 +334,8 @@ def to_dataset(
         )
         data[name] = (dims + extra, value.reshape(shape + value.shape[1:]))
     ds = xr.Dataset(data, coords=coords)
+    for zipped in (a for a in sweep.axes if isinstance(a, Zip)):  # its fields, over its points
+        ds = ds.assign_coords({c.name: (zipped.name, list(c.values)) for c in zipped.fields})
     # Every run's resolved settings (the table's columns: hyperparameters, then shapes), as
     # coordinates over the sweep's dimensions.
     for name, column in {**table.hp, **table.shape}.items():
@@ -406,6 +408,17 @@ def decoded(ds: xr.Dataset) -> xr.Dataset:
             ds[name] = da.astype(bool)
             ds[name].attrs = attrs
     return ds
+
+
+def as_read(ds: xr.Dataset) -> xr.Dataset:
+    """The dataset as `read_dataset` returns it once `write_dataset` has written it, without
+    reading the file: CF-decoded from its encoded form (never-reached steps as NaN, flags as
+    booleans)."""
+    out = encoded(ds)
+    for da in out.variables.values():
+        if "_FillValue" in da.encoding:
+            da.attrs["_FillValue"] = da.encoding.pop("_FillValue")
+    return decoded(xr.decode_cf(out))
 
 
 def write_dataset(ds: xr.Dataset, path: Path) -> None:
