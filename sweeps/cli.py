@@ -28,6 +28,7 @@ Examples:
   python -m sweeps.grid --replot checkpoints/mine         # redraw its figures (no training)
   python -m sweeps.grid --summary checkpoints/mine        # seed means and 95% intervals
   python -m sweeps.grid --preset my_presets.py:my_sweep   # a preset of your own
+  python -m sweeps.grid --preset stage1-boundary --refine-rounds 6   # a boundary, bisected
 
 `noisyjax ...` and `python -m noisyjax ...` are the same command.
 
@@ -177,6 +178,28 @@ def build_parser() -> argparse.ArgumentParser:
         "transition metric such as t1_train_acc_noisy, or a trajectory's last "
         "value) over axes X and Y (default: the first two axes)",
     )
+    p.add_argument(
+        "--refine",
+        default=None,
+        metavar="VAR:THRESHOLD:AXIS",
+        help="locate, for every cell of the other axes, the AXIS value where the seed mean of "
+        "VAR crosses THRESHOLD: bracket it on the grid, then bisect (docs/refine.md); "
+        "append :lin or :log to choose how brackets are halved",
+    )
+    p.add_argument(
+        "--refine-rounds",
+        type=int,
+        default=None,
+        metavar="R",
+        help="bisection rounds of --refine (default 4)",
+    )
+    p.add_argument(
+        "--refine-tol",
+        type=float,
+        default=None,
+        metavar="WIDTH",
+        help="stop refining a cell once its bracket is at most WIDTH wide (AXIS's units)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
         "--replot",
@@ -224,6 +247,7 @@ def resolve(args: argparse.Namespace) -> tuple[Sweep, object, list[str]]:
     sweep = apply_sets(sweep, sets)
     if args.seeds is not None:
         sweep = dataclasses.replace(sweep, seeds=args.seeds)
+    sweep = with_refine(sweep, args)
     # After the axes: a heatmap may use an axis added on the command line.
     heatmaps = [parse_heatmap(spec, sweep) for spec in args.heatmap]
     if heatmaps:
@@ -231,11 +255,28 @@ def resolve(args: argparse.Namespace) -> tuple[Sweep, object, list[str]]:
     return sweep, figures, [var for var, _, _ in heatmaps]
 
 
+def with_refine(sweep: Sweep, args: argparse.Namespace) -> Sweep:
+    """The sweep with --refine's rule (or the preset's), --refine-rounds and --refine-tol."""
+    from noisyjax.sweep.spec import parse_refine
+
+    options = {
+        k: v for k, v in (("rounds", args.refine_rounds), ("tol", args.refine_tol)) if v is not None
+    }
+    if args.refine is not None:
+        return dataclasses.replace(sweep, refine=parse_refine(args.refine, **options))
+    if options:
+        if sweep.refine is None:
+            flag = "--refine-rounds" if "rounds" in options else "--refine-tol"
+            fail(flag, next(iter(options.values())), "with --refine, or a refining preset")
+        return dataclasses.replace(sweep, refine=dataclasses.replace(sweep.refine, **options))
+    return sweep
+
+
 def recorded_sweep(args: argparse.Namespace) -> dict | None:
     """config.json of the sweep to resume, when --resume is given without any option that
     defines a sweep (then the recorded one is resumed as it was); None otherwise."""
     defining = (args.preset, args.axis, args.no_axis, args.set, args.seeds, args.engine)
-    defining += (args.heatmap,)
+    defining += (args.heatmap, args.refine, args.refine_rounds, args.refine_tol)
     if not args.resume or args.out is None or any(defining):
         return None
     try:

@@ -37,6 +37,8 @@ def execute(
     from noisyjax.sweep.runner import check_out_dir, default_out, numerics, run_sweep
     from noisyjax.sweep.store import fingerprint
 
+    if sweep.refine is not None and args.distributed:
+        raise UsageError("--refine runs in one process: not with --distributed")
     # Before the first JAX operation; only CPU devices. Not with --distributed: the processes of
     # a cluster must plan the same chunks, so they keep JAX's default device count.
     if cpu_cores_as_devices and not args.distributed:
@@ -73,6 +75,11 @@ def execute(
         widths = {b["vector_runs"] for b in stored.get("plan", {}).get("buckets", [])}
         vector_runs = widths.pop() if len(widths) == 1 else None
     plan_ = plan(sweep, max_memory=max_memory, chunk_runs=args.chunk_runs, vector_runs=vector_runs)
+    if sweep.refine is not None:  # VAR and THRESHOLD against the planned program's outputs
+        from noisyjax.sweep.refine import check_plan, coarse_plan
+
+        plan_ = coarse_plan(plan_, args.chunk_runs)  # chunked as its rounds will be
+        check_plan(plan_)
     if heatmap_vars:  # the outputs of the planned program, traced (not compiled or run)
         outputs = set(chunk_template(plan_, plan_.buckets[0])[0]) - {sweep.experiment.time}
         check_heatmap_vars(heatmap_vars, outputs)
@@ -83,6 +90,8 @@ def execute(
     )
     if jax.process_index() == 0:
         print(plan_line(sweep, plan_), file=sys.stderr)
+        if sweep.refine is not None:
+            print(refine_line(sweep), file=sys.stderr)
     if args.dry_run:
         print(
             json.dumps(
@@ -109,13 +118,25 @@ def execute(
     absl_level = absl.level
     absl.setLevel(logging.CRITICAL)
     try:
-        run_sweep(
-            plan_,
-            out,
-            resume=args.resume,
-            figures=figures,
-            progress=not args.no_progress,
-        )
+        if sweep.refine is not None:
+            from noisyjax.sweep.refine import run_refined
+
+            run_refined(
+                plan_,
+                out,
+                resume=args.resume,
+                figures=figures,
+                progress=not args.no_progress,
+                chunk_runs=args.chunk_runs,
+            )
+        else:
+            run_sweep(
+                plan_,
+                out,
+                resume=args.resume,
+                figures=figures,
+                progress=not args.no_progress,
+            )
     except SweepDirError as err:
         print(f"sweeps.grid: error: {err}", file=sys.stderr)
         return _exit_now(EXIT_USAGE) if args.distributed else EXIT_USAGE
@@ -176,6 +197,22 @@ def plan_line(sweep: Sweep, plan_) -> str:
         f"{sweep.name}: {dims} = {summary['runs']:,} runs in {summary['chunks']} chunks on "
         f"{summary['devices']} devices; memory ~{size(peak)} of {size(plan_.max_memory)}, "
         f"disk ~{size(summary['snapshot_bytes'])} of stage snapshots"
+    )
+
+
+def refine_line(sweep: Sweep) -> str:
+    """What a refinement adds to the coarse grid, at most."""
+    rule = sweep.refine
+    cells = (
+        sweep.n_runs
+        // sweep.seeds
+        // len(next(a for a in sweep.axes if a.name == rule.axis).values)
+    )
+    most = rule.rounds * cells * sweep.seeds
+    return (
+        f"refine: where the seed mean of {rule.var} crosses {rule.threshold:g} along "
+        f"{rule.axis}, {cells:,} cells; then at most {rule.rounds} rounds of {cells:,} probes x "
+        f"{sweep.seeds} seeds = {most:,} more runs"
     )
 
 

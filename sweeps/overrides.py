@@ -28,7 +28,7 @@ def swept_fields(sweep: Sweep) -> set[str]:
     """Fields an axis sets, directly or through a derived axis, and the derived axes whose
     fields are swept."""
     exp = sweep.experiment
-    swept = {a.name for a in sweep.axes}
+    swept = set(sweep.fields)
     for derived, targets in exp.derived_axes.items():
         if derived in swept:
             swept |= set(targets)

@@ -24,26 +24,38 @@ LEVEL = 0.95
 
 
 def replot(out: Path) -> int:
-    """Redraw the figures of the sweep in `out` from its results.nc; config.json's list of
-    figures is updated. A preset of one's own (FILE.py:FUNCTION) has no figures to redraw."""
+    """Redraw the figures of the sweep in `out` from its results.nc (and of a refinement from
+    its boundary.nc); config.json's list of figures is updated. A preset of one's own
+    (FILE.py:FUNCTION) has no figures to redraw but a refinement's."""
+    from noisyjax.sweep import refine
     from noisyjax.sweep.runner import draw_figures, write_json
     from sweeps.presets import PRESETS, on_preset_axes
 
     ds = load_sweep(out)
     config = _config(out)
     name = config["sweep"]["name"]
-    if name not in PRESETS:
+    refined = (out / refine.BOUNDARY).is_file()
+    if name not in PRESETS and not refined:
         raise SweepDirError(
             f"--replot {str(out)!r}: its sweep {name!r} is no built-in preset: allowed the "
             "directory of a preset's sweep (draw your own figures from results.nc)"
         )
-    preset_sweep, figures = PRESETS[name]()
-    figures = on_preset_axes(figures, tuple(a.name for a in preset_sweep.axes))
-    drawn, skipped = draw_figures(figures, ds, out)
-    config["figures"] = drawn
-    config.pop("figures_skipped", None)
+    drawn, skipped = [], None
+    if refined:
+        boundary = refine.load_refinement(out)
+        drawn, skipped = draw_figures(
+            lambda b, o: [refine.boundary_figure(b, ds, o)], boundary, out
+        )
+    if name in PRESETS:
+        preset_sweep, figures = PRESETS[name]()
+        figures = on_preset_axes(figures, tuple(a.name for a in preset_sweep.axes))
+        more, skipped_more = draw_figures(figures, ds, out)
+        drawn, skipped = drawn + more, skipped or skipped_more
+    where = config["refinement"] if refined and "refinement" in config else config
+    where["figures"] = drawn
+    where.pop("figures_skipped", None)
     if skipped:
-        config["figures_skipped"] = skipped
+        where["figures_skipped"] = skipped
     write_json(out / CONFIG, config)
     for name in drawn:
         print(out / name)
