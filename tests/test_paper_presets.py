@@ -95,19 +95,3 @@ def test_whole_story_figures_and_summary_on_a_small_run(tmp_path):
     assert {"1", "2", "3", "5", "6", "7", "8", "10"} == set(summary["predictions"])
     for check in summary["predictions"].values():
         assert check["verdict"].startswith(("holds", "fails")) and check["could_fail_if"]
-
-
-def test_boundary_crossing_and_its_bootstrap_interval():
-    from sweeps.presets.boundary import bootstrap_crossing, crossing
-
-    x = np.array([1.0, 2.0, 4.0, 8.0])
-    assert crossing(x, np.array([0.0, 0.25, 0.75, 1.0])) == pytest.approx(np.sqrt(8.0))
-    assert crossing(x, np.array([0.6, 0.7, 1.0, 1.0])) == 1.0  # above the level from the start
-    assert np.isnan(crossing(x, np.array([0.0, 0.1, 0.2, 0.4])))  # never reaches it
-    # A dip after the first crossing: the boundary is where it stays above the level.
-    assert crossing(x, np.array([0.0, 1.0, 0.0, 1.0])) == pytest.approx(np.sqrt(32.0))
-    exists = np.zeros((4, 8), bool)
-    exists[2:] = True
-    exists[1, :3] = True  # 3 of 8 seeds at x = 2
-    point, low, high = bootstrap_crossing(x, exists, np.random.default_rng(0), draws=500)
-    assert 2.0 < point < 4.0 and 1.0 < low < point < high <= 4.0  # resamples can have 4+ at x=2

@@ -153,12 +153,12 @@ def nanmean(values: np.ndarray, axis: int) -> np.ndarray:
         return np.nanmean(values, axis=axis)
 
 
-def check_var(refine: Refine, outputs: dict[str, np.ndarray], variables, time: str) -> None:
-    """VAR must be a per-run output of the planned program (`outputs`: the chunk template, a
-    leading run axis), a scalar or a trajectory, and THRESHOLD strictly inside the range VAR
-    can take: (0, 1) for a flag or a fraction, above 0 for a step count."""
+def check_var(refine: Refine, outputs: dict[str, Any], variables, time: str) -> None:
+    """VAR must be a per-run output of the planned program (`outputs`: one run's output
+    shapes), a scalar or a trajectory, and THRESHOLD strictly inside the range VAR can take:
+    (0, 1) for a flag or a fraction, above 0 for a step count."""
     known = sorted(
-        k for k, v in outputs.items() if k != time and not k.startswith("sample_") and v.ndim <= 2
+        k for k, v in outputs.items() if k != time and not k.startswith("sample_") and v.ndim <= 1
     )
     if refine.var not in known:
         fail("--refine VAR", refine.var, "a per-run output: " + ", ".join(known))
@@ -172,12 +172,13 @@ def check_var(refine: Refine, outputs: dict[str, np.ndarray], variables, time: s
 
 
 def check_plan(plan_: Plan) -> None:
-    """The rule of a planned sweep against the outputs its program will have (traced, not
+    """The rule of a planned sweep against the outputs one of its runs will have (traced, not
     compiled or run)."""
-    from noisyjax.sweep.execute import chunk_template
+    import jax
 
-    exp = plan_.sweep.experiment
-    outputs = chunk_template(plan_, plan_.buckets[0])[0]
+    exp, bucket = plan_.sweep.experiment, plan_.buckets[0]
+    one = jax.tree.map(lambda a: a[0], exp.inputs(plan_.table, bucket.runs[:1], bucket.cfg))
+    outputs, _ = jax.eval_shape(exp.make_run(bucket.cfg), one, exp.shared(bucket.cfg))
     check_var(plan_.sweep.refine, outputs, exp.variables, exp.time)
 
 

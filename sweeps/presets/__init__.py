@@ -39,6 +39,7 @@ PRESETS: dict[str, Preset] = {
     "stage1-boundary": boundary.stage1_boundary,
     "kou2023": kou.kou2023,
     "kou2023-grid": kou.kou2023_grid,
+    "kou2023-boundary": kou.kou2023_boundary,
     "cao2022": cao.cao2022,
     "lngd2025": lngd.lngd2025,
     "lngd2025-heatmap": lngd.lngd2025_heatmap,

@@ -10,6 +10,7 @@ are on a 2-core CPU.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -24,9 +25,11 @@ import noisyjax as nj
 from noisyjax.analysis.plots import heatmap, save
 from noisyjax.analysis.statistics import loglog_fit
 from noisyjax.sweep import Axis, Sweep
+from noisyjax.sweep.refine import load_refinement
+from noisyjax.sweep.spec import Refine
 from noisyjax.synthetic.config import HPARAM_FIELDS
 from noisyjax.synthetic.theory import kou_boundary_mu_norm
-from sweeps.presets.figures import final
+from sweeps.presets.figures import final, write_summary
 
 # Their public code, uclaml/Benign_ReLU_CNN.
 KOU_CFG = dict(
@@ -238,3 +241,78 @@ def kou2023_grid_figures(ds: xr.Dataset, out: Path) -> list[Path]:
         ),
     ]
     return paths
+
+
+KOU_B_COARSE = tuple(round(2.475 * s, 3) for s in range(5))  # 0, 2.475, ..., 9.9
+
+
+def kou2023_boundary() -> tuple[Sweep, Callable]:
+    """Kou et al. 2023, their boundary located by refinement: b* at each of their 100 d values.
+
+    Command: python -m sweeps.grid --preset kou2023-boundary
+    Regime: as `kou2023-grid`; the crossing of test error 0.2 moves from b ~ 2.5 at d = 100
+      to b ~ 4.5 at d = 1090.
+    Runtime: about 35 s (45 s with a cold compilation cache) measured on an idle 2-core CPU
+      (benchmarks/bench_refine.py runs it beside kou2023-grid: docs/refine.md).
+    Setting: as `kou2023-grid`, with b on 5 values of their range (0, 2.475, ..., 9.9) x their
+      100 d values x 10 seeds, then 5 bisection rounds of one probe per d: at most 10,000
+      trainings instead of 100,000, to a bracket of 2.475 / 32 = 0.077 in b.
+      Refined: where the seed mean of the test error w.r.t. the noisy test labels crosses
+      their threshold 0.2 (the last crossing along b).
+    Figures:
+      boundary.png: the located b* with its 95% bootstrap interval at every d, over the
+        coarse grid's mean test error.
+      kou_boundary_fit.png: b* against d on log axes with the fitted n b^4 = C d (their
+        condition n ||mu||^4 vs sigma_p^4 d: slope 1/4).
+      summary.json: the fitted C and exponent with their intervals, the cells located.
+    """
+    sweep, _ = kou2023_grid()
+    refine = Refine("test_err_noisy_labels", KOU_THRESHOLD, "mu_norm", rounds=5)
+    axes = (Axis("mu_norm", KOU_B_COARSE), Axis("d", KOU_D))
+    sweep = dataclasses.replace(sweep, name="kou2023-boundary", axes=axes, refine=refine)
+    return sweep, kou2023_boundary_figures
+
+
+def kou2023_boundary_figures(ds: xr.Dataset, out: Path) -> list[Path]:
+    boundary = load_refinement(out)
+    n = int(np.unique(ds["n"].values)[0])
+    b_star = boundary["crossing"].values
+    d = boundary["d"].values.astype(float)
+    ok = np.isfinite(b_star) & (b_star > 0)
+    c = float(np.median(n * b_star[ok] ** 4 / d[ok]))
+    slope = loglog_fit({"d": d[ok]}, b_star[ok])
+    low, high = boundary["crossing_low"].values, boundary["crossing_high"].values
+    has = ok & np.isfinite(low)
+    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+    ax = fig.subplots()
+    ax.errorbar(
+        d[has],
+        b_star[has],
+        yerr=[b_star[has] - low[has], high[has] - b_star[has]],
+        fmt="o",
+        ms=2.5,
+        lw=0.6,
+        label="located $b^*$ (95% bootstrap interval)",
+    )
+    grid = np.geomspace(d.min(), d.max(), 100)
+    ax.plot(grid, kou_boundary_mu_norm(n, 1.0, grid, c), "r--", label=f"$n b^4 = {c:.0f}\\,d$")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("patch length d")
+    ax.set_ylabel(f"b* (test error = {KOU_THRESHOLD})")
+    ax.set_title(
+        f"b* ~ d^{slope.coef[1]:.3f} [{slope.ci_low[1]:.3f}, {slope.ci_high[1]:.3f}] (theory 0.25)",
+        fontsize=10,
+    )
+    ax.legend(fontsize=8)
+    path = out / "kou_boundary_fit.png"
+    save(fig, path)
+    summary = {
+        "C": c,
+        "exponent": [slope.coef[1], slope.ci_low[1], slope.ci_high[1]],
+        "cells_located": int(ok.sum()),
+        "cells": int(b_star.size),
+        "runs": int(boundary.attrs["runs"]),
+        "full_grid_runs": int(boundary.attrs["full_grid_runs"]),
+    }
+    return [path, write_summary(out, summary)]
