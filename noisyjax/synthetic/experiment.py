@@ -25,7 +25,7 @@ from noisyjax.synthetic.config import (
     Sizes,
     wishart_min_d,
 )
-from noisyjax.synthetic.metrics import metric_names
+from noisyjax.synthetic.metrics import SAMPLE_METRIC_NAMES, metric_names
 from noisyjax.synthetic.stages import PROBES, snapshot_of
 from noisyjax.synthetic.train import make_train
 
@@ -100,6 +100,7 @@ def make_run(cfg: Config):
 def bytes_per_run(cfg: Config) -> int:
     """Estimated peak device memory of one run: data, weights, optimizer, activations, metrics."""
     n, m, nt = cfg.n, cfg.m, cfg.n_test + cfg.n_val
+    samples = len(SAMPLE_METRIC_NAMES)  # per-sample trajectories (loss, margin)
     d_data, d_step, projections = engines.get(cfg.step_engine).memory(cfg)
     floats = (
         3 * (n + nt) * 2 * d_data  # train and test patches, plus sampling temporaries
@@ -110,7 +111,7 @@ def bytes_per_run(cfg: Config) -> int:
         + 6 * 2 * m * n
         + 3 * n * n  # gamma/rho bookkeeping, noise Gram matrix
         + (0 if cfg.exact_recursion else (n + 1) * (cfg.d + 2 * (n + 1)))  # projection basis
-        + cfg.n_logs * (len(metric_names(cfg)) + 4 + (n if cfg.log_samples else 0))
+        + cfg.n_logs * (len(metric_names(cfg)) + 4 + (samples * n if cfg.log_samples else 0))
         + 2 * len(TRANSITION_NAMES) * (len(PROBES) + n)  # marker probes, in and out
         + 2 * (len(cfg.snapshot_stages) + 1) * 2 * m * (d_step + 2 * n)  # snapshots, in and out
     )
@@ -119,9 +120,10 @@ def bytes_per_run(cfg: Config) -> int:
 
 def output_bytes(cfg: Config) -> int:
     """Bytes of one run's outputs held for a whole chunk: trajectories, scalars, snapshots."""
-    per_log = len(metric_names(cfg)) + 1 + (cfg.n if cfg.log_samples else 0)
+    samples = len(SAMPLE_METRIC_NAMES)  # per-sample trajectories (loss, margin), n each
+    per_log = len(metric_names(cfg)) + 1 + (samples * cfg.n if cfg.log_samples else 0)
     scalars = len(TRANSITION_NAMES) * (len(PROBES) + 1) + 16  # markers, probes, summaries
-    trajectories = cfg.n_logs * per_log + scalars + cfg.n
+    trajectories = cfg.n_logs * per_log + scalars + 2 * cfg.n  # flip mask, observed labels
     return trajectories * jnp.dtype(cfg.dtype).itemsize + snapshot_bytes(cfg)
 
 

@@ -43,7 +43,7 @@ METRIC_NAMES = (
 )
 # Logged only with Config.n_val > 0 / Config.log_samples (per training sample: dims step, sample).
 VAL_METRIC_NAMES = ("val_err", "val_err_noisy_labels")
-SAMPLE_METRIC_NAMES = ("sample_loss",)
+SAMPLE_METRIC_NAMES = ("sample_loss", "sample_margin")
 
 
 def metric_names(cfg: Config) -> tuple[str, ...]:
@@ -197,5 +197,12 @@ def measure(
         "grad_signal_norm": grad_signal,
         "grad_noise_norm": grad_noise,
         **(test_errors(params, val, cfg, prefix="val") if val is not None else {}),
-        **({"sample_loss": jnp.where(train.mask, loss_N, jnp.nan)} if cfg.log_samples else {}),
+        **(
+            {  # the detectors' records (noisyjax.analysis.detectors): loss and y_obs f
+                "sample_loss": jnp.where(train.mask, loss_N, jnp.nan),
+                "sample_margin": jnp.where(train.mask, z_N, jnp.nan),
+            }
+            if cfg.log_samples
+            else {}
+        ),
     }

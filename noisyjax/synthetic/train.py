@@ -283,7 +283,9 @@ def fit(
         "diverged_step": state.diverged_at,
     }
     metrics = mask_diverged(metrics, state.diverged_at)
-    per_sample = {"sample_flipped": train.flipped} if cfg.log_samples else {}
+    per_sample = (
+        {"sample_flipped": train.flipped, "sample_label": train.y_obs} if cfg.log_samples else {}
+    )
     stage_summary = summary(state.stages, train, test, cfg)
     return state, {**metrics, **stage_summary, **divergence_summary, **per_sample}
 

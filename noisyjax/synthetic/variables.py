@@ -230,7 +230,17 @@ PER_RUN: dict[str, Entry] = {
         "1",
         "Logistic loss of each training sample on its observed label, per logged step (NaN on padding).",
     ),
+    "sample_margin": (
+        "per-sample training margin",
+        "1",
+        "y_obs f of each training sample, per logged step: positive when its observed label is predicted (NaN on padding).",
+    ),
     "sample_flipped": ("flipped sample", "1", "Whether each training sample's label was flipped."),
+    "sample_label": (
+        "observed training label",
+        "1",
+        "The label each training sample is trained on (+1 or -1; flipped where sample_flipped).",
+    ),
 }
 
 COORDINATES: dict[str, Entry] = {
