@@ -19,6 +19,7 @@ PAPER = (
     "early-stopping",
     "sample-selection",
     "stage1-boundary",
+    "detectors",
 )
 
 
@@ -95,3 +96,26 @@ def test_whole_story_figures_and_summary_on_a_small_run(tmp_path):
     assert {"1", "2", "3", "5", "6", "7", "8", "10"} == set(summary["predictions"])
     for check in summary["predictions"].values():
         assert check["verdict"].startswith(("holds", "fails")) and check["could_fail_if"]
+
+
+def test_detectors_end_to_end_on_a_tiny_grid(tmp_path):
+    sweep, figures = PRESETS["detectors"]()
+    cfg = sweep.cfg.replace(n=30, d=60, m=4, steps=40, log_every=5, n_test=64, engine="dense")
+    sweep = dataclasses.replace(sweep, cfg=cfg, seeds=2)
+    sweep = sweep.with_axis(Axis("tau", (0.2, 0.3))).with_axis(Axis("n_snr2", (8.0,)))
+    nj.run_sweep(nj.plan(sweep), tmp_path, figures=figures, progress=False)
+    for name in ("detectors_time.png", "detectors_map.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    (row, _) = summary["whole_story_cell"]
+    assert set(row["detectors"]) == {
+        "small-loss (tau_hat 0.2)",
+        "log 2",
+        "AUM",
+        "GMM",
+        "confident learning",
+    }
+    for scores in row["detectors"].values():
+        assert set(scores) == {"window middle", "t_memorize", "end"}
+        assert 0.0 <= scores["end"]["precision"] <= 1.0
+    assert 0 <= row["labelwave"]["step"] <= cfg.steps

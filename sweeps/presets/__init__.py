@@ -18,7 +18,18 @@ import xarray as xr
 
 from noisyjax.errors import fail
 from noisyjax.sweep import Sweep
-from sweeps.presets import boundary, cao, core, kou, lngd, paper, paper_stopping, real, story
+from sweeps.presets import (
+    boundary,
+    cao,
+    core,
+    detectors,
+    kou,
+    lngd,
+    paper,
+    paper_stopping,
+    real,
+    story,
+)
 from sweeps.presets.figures import (
     RUN_DIMS,
     first_values,
@@ -49,6 +60,7 @@ PRESETS: dict[str, Preset] = {
     "t1-scaling": paper.t1_scaling,
     "early-stopping": paper_stopping.early_stopping_preset,
     "sample-selection": paper_stopping.sample_selection,
+    "detectors": detectors.detectors_preset,
     "real-digits": real.real_digits,
     "real-cifar2": real.real_cifar2,
 }
