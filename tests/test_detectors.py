@@ -135,3 +135,24 @@ def test_a_run_logs_the_records_the_detectors_read():
         (margin > 0)[:, flipped].mean(axis=1), metrics["train_acc_noisy"], atol=1e-6
     )
     assert det.evaluate(det.aum(margin), flipped)["auroc"].shape == (cfg.n_logs,)
+
+
+def test_the_kept_sets_stop_is_the_start_of_its_first_plateau():
+    kept = np.array(
+        [
+            [1, 0, 0, 0],
+            [1, 1, 0, 0],
+            [1, 1, 1, 0],
+            [1, 1, 1, 0],
+            [1, 1, 1, 0],
+            [1, 1, 1, 0],
+            [1, 1, 1, 1],
+        ],
+        bool,
+    )
+    detection = det.Detection(np.zeros(kept.shape), kept)
+    assert det.stable_set_stop(detection, tolerance=0.0, patience=3) == 2
+    assert det.stable_set_stop(detection, tolerance=0.0, patience=5) == 6  # none: the last
+    np.testing.assert_allclose(
+        det.implied_noise_rate(detection), [0.75, 0.5, 0.25, 0.25, 0.25, 0.25, 0.0]
+    )

@@ -119,3 +119,4 @@ def test_detectors_end_to_end_on_a_tiny_grid(tmp_path):
         assert set(scores) == {"window middle", "t_memorize", "end"}
         assert 0.0 <= scores["end"]["precision"] <= 1.0
     assert 0 <= row["labelwave"]["step"] <= cfg.steps
+    assert set(row["stable_set_stops"]) == set(row["detectors"])

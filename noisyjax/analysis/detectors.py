@@ -31,6 +31,10 @@ Stopping without validation data:
   labelwave           LabelWave (Yuan et al. 2024): the first minimum of the moving average of
                       those changes, which falls while the clean samples are learned and rises
                       when the flipped ones start to be memorized
+  stable_set_stop     the stopping point a detector's kept set implies: the first logged step
+                      from which the set stays put (at most 1% of the samples change in each
+                      of the next 3 intervals), i.e. the start of its first plateau; in Stage I
+                      that plateau is the clean set
 
 Shape letters: T logged steps, N samples. Every function is plain NumPy on one run's arrays.
 """
@@ -201,3 +205,27 @@ def labelwave(
         if (smooth_T[t] < smooth_T[t + 1 : t + 1 + patience]).all():
             return t + 1  # changes_T[t] is between logged steps t and t + 1
     return int(np.argmin(smooth_T)) + 1
+
+
+def stable_set_stop(detection: Detection, tolerance: float = 0.01, patience: int = 3) -> int:
+    """The first logged index from which the kept set changes by at most `tolerance` of the
+    active samples in each of the next `patience` intervals; the last index if there is none.
+    (The index where the set is smallest is no rule: at initialization about half of the
+    predictions are wrong, so every detector keeps the fewest samples there.)"""
+    check_int("patience", patience)
+    kept_TN = np.asarray(detection.selected_TN, bool)
+    active = max(int(np.isfinite(detection.score_TN).sum(axis=-1).max()), 1)
+    changed_T = np.sum(kept_TN[1:] != kept_TN[:-1], axis=-1)
+    for t in range(len(changed_T) - patience + 1):
+        if (changed_T[t : t + patience] <= tolerance * active).all():
+            return t
+    return len(kept_TN) - 1
+
+
+def implied_noise_rate(detection: Detection) -> np.ndarray:
+    """The noise rate a detector's kept set implies, per logged step: the fraction of the
+    active samples it sets apart."""
+    active_T = np.isfinite(detection.score_TN).sum(axis=-1)
+    kept_T = np.sum(detection.selected_TN, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(active_T > 0, 1.0 - kept_T / active_T, np.nan)

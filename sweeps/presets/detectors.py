@@ -41,8 +41,9 @@ def detectors_preset() -> tuple[Sweep, Callable]:
         training (top) and of its F1 at LabelWave's stopping step (bottom).
       summary.json: per seed of the whole-story cell, each detector's precision and recall in
         the middle and at the end of the Stage-I window and at the end of training,
-        confident learning's estimated noise rates there, and LabelWave's step with the
-        true-label test error at it against t_best's.
+        the noise rate each kept set implies and confident learning's estimates there,
+        and the stopping steps of LabelWave and of each detector's kept set (the start of its
+        first plateau) with the true-label test error there, against t_best's.
     """
     cfg = nj.Config(
         n=N, d=D, m=20, steps=600, log_every=5, n_test=2000, flip="exact", log_samples=True
@@ -76,6 +77,8 @@ def run_detections(run: xr.Dataset) -> dict:
         "scores": {name: det.evaluate(d, flipped) for name, d in detections.items()},
         "rates": rates,
         "stop": det.labelwave(margin, label),
+        "set_stops": {name: det.stable_set_stop(d) for name, d in detections.items()},
+        "implied_rates": {name: det.implied_noise_rate(d) for name, d in detections.items()},
     }
 
 
@@ -120,6 +123,7 @@ def detectors_figures(ds: xr.Dataset, out: Path) -> list[Path]:
                             "recall": float(scores["recall"][i]),
                             "f1": float(scores["f1"][i]),
                             "auroc": float(scores["auroc"][i]),
+                            "implied_noise_rate": float(found["implied_rates"][name][i]),
                         }
                         for where, i in points.items()
                     }
@@ -131,6 +135,10 @@ def detectors_figures(ds: xr.Dataset, out: Path) -> list[Path]:
                         float(found["rates"].tau_minus_T[i]),
                     ]
                     for where, i in points.items()
+                },
+                "stable_set_stops": {
+                    name: {"step": int(step[i]), "test_err": float(test_err[i])}
+                    for name, i in found["set_stops"].items()
                 },
                 "labelwave": {
                     "step": int(stop),
