@@ -202,12 +202,10 @@ def plan_line(sweep: Sweep, plan_) -> str:
 
 def refine_line(sweep: Sweep) -> str:
     """What a refinement adds to the coarse grid, at most."""
+    from noisyjax.sweep.refine import cells_of
+
     rule = sweep.refine
-    cells = (
-        sweep.n_runs
-        // sweep.seeds
-        // len(next(a for a in sweep.axes if a.name == rule.axis).values)
-    )
+    cells = len(cells_of(sweep))
     most = rule.rounds * cells * sweep.seeds
     return (
         f"refine: where the seed mean of {rule.var} crosses {rule.threshold:g} along "

@@ -159,10 +159,7 @@ def confident_learning(margin_TN: np.ndarray, label_N: np.ndarray) -> tuple[Dete
         with np.errstate(invalid="ignore", divide="ignore"):
             tau_plus_T[t] = q[0, 1] / true_totals[1]  # observed -1, true +1
             tau_minus_T[t] = q[1, 0] / true_totals[0]  # observed +1, true -1
-        off_N = confident_N & (guess_N != obs_N)
-        kept = np.zeros(active.sum(), bool)
-        kept[~off_N] = True
-        selected_TN[t, active] = kept
+        selected_TN[t, active] = ~(confident_N & (guess_N != obs_N))  # not off the diagonal
     return Detection(score_TN, selected_TN), NoiseRates(tau_plus_T, tau_minus_T)
 
 

@@ -47,7 +47,7 @@ from noisyjax.errors import fail
 from noisyjax.sweep import store
 from noisyjax.sweep.plan import Plan, plan
 from noisyjax.sweep.runner import Figures, draw_figures, run_sweep
-from noisyjax.sweep.spec import Refine, Sweep, Zip, log_spaced
+from noisyjax.sweep.spec import Axis, Refine, Sweep, Zip, log_spaced
 
 ROUNDS_DIR = "rounds"
 BOUNDARY = "boundary.nc"
@@ -222,6 +222,11 @@ def per_run(ds: xr.Dataset, var: str, time: str) -> xr.DataArray:
     return da.astype(float)
 
 
+def refined_axis(sweep: Sweep) -> Axis:
+    """The axis the sweep's rule refines (`Sweep` checks that it is one of its axes)."""
+    return next(a for a in sweep.axes if a.name == sweep.refine.axis)
+
+
 def cells_of(sweep: Sweep) -> list[Cell]:
     """The cells of the other axes, in their given order (C order of their values)."""
     others = [a for a in sweep.axes if a.name != sweep.refine.axis]
@@ -233,7 +238,7 @@ def cells_of(sweep: Sweep) -> list[Cell]:
 
 def add_coarse(cells: list[Cell], sweep: Sweep, ds: xr.Dataset) -> None:
     refine = sweep.refine
-    axis = next(a for a in sweep.axes if a.name == refine.axis)
+    axis = refined_axis(sweep)
     da = per_run(ds, refine.var, sweep.experiment.time)
     for cell in cells:
         at = store.select(da, cell.coords) if cell.coords else da
@@ -326,7 +331,7 @@ def run_refined(
     options = part_options(plan_, chunk_runs)
     plan_ = coarse_plan(plan_, chunk_runs)
     cells = cells_of(sweep)
-    axis = next(a for a in sweep.axes if a.name == refine.axis)
+    axis = refined_axis(sweep)
     log_spacing = spacing_of(refine, axis.values) == "log"
     integer = refine.axis in sweep.experiment.shape_axes
     programs: dict = {}
@@ -348,7 +353,7 @@ def run_refined(
         )
         add_round(cells, open_, ds, sweep, r)
         spent.append(len(open_) * sweep.seeds)
-    boundary = boundary_dataset(sweep, cells, log_spacing, integer, spent)
+    boundary = boundary_dataset(sweep, cells, log_spacing, spent)
     store.write_dataset(boundary, out / BOUNDARY)
     record(out, refine, spent, started, boundary)
     boundary = load_refinement(out)
@@ -378,9 +383,7 @@ def record(out: Path, refine: Refine, spent: list[int], started: str, ds, **figu
     store.write_json(out / store.CONFIG, config)
 
 
-def boundary_dataset(
-    sweep: Sweep, cells: list[Cell], log: bool, integer: bool, spent: list[int]
-) -> xr.Dataset:
+def boundary_dataset(sweep: Sweep, cells: list[Cell], log: bool, spent: list[int]) -> xr.Dataset:
     """boundary.nc: one entry per cell of the other axes (dimensions in their given order,
     values sorted), and each cell's evaluated points (sorted along the axis, NaN-padded)."""
     refine = sweep.refine
@@ -459,7 +462,7 @@ def boundary_dataset(
     )
     ds = xr.Dataset(data, coords=coords)
     ds = ds.sortby(list(dims)) if dims else ds
-    full = full_grid_runs(sweep, cells, log, integer)
+    full = full_grid_runs(sweep, cells, log)
     ds.attrs.update(
         Conventions=store.CONVENTIONS,
         title=f"noisyjax refinement of {sweep.name!r}: where the seed mean of {refine.var} "
@@ -501,7 +504,7 @@ def attrs_of(name: str, refine: Refine, units: str = "1") -> dict[str, str]:
     return {"long_name": text.split(" (")[0], "units": units, "description": text}
 
 
-def full_grid_runs(sweep: Sweep, cells: list[Cell], log: bool, integer: bool) -> int:
+def full_grid_runs(sweep: Sweep, cells: list[Cell], log: bool) -> int:
     """The runs a full grid would take to reach the finest bracket the refinement reached:
     the coarse span at the smallest spacing seen, for every cell, times the seeds."""
     finest = math.inf
@@ -510,7 +513,7 @@ def full_grid_runs(sweep: Sweep, cells: list[Cell], log: bool, integer: bool) ->
         gaps = np.diff(np.log(x)) if log else np.diff(x)
         if len(gaps):
             finest = min(finest, float(gaps.min()))
-    axis = next(a for a in sweep.axes if a.name == sweep.refine.axis)
+    axis = refined_axis(sweep)
     lo, hi = min(axis.values), max(axis.values)
     span = math.log(hi / lo) if log else hi - lo
     values = (

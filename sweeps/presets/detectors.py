@@ -89,13 +89,19 @@ def at(step: np.ndarray, value: float) -> int:
 
 def detectors_figures(ds: xr.Dataset, out: Path) -> list[Path]:
     step = ds["step"].values
-    cell = ds.sel(tau=ds["tau"].values.max()).isel(n_snr2=-1)
+    # Every run's detections, once: (tau index, n_snr2 index) -> one per seed.
+    found_all = {
+        (i, j): [run_detections(ds.isel(tau=i, n_snr2=j, seed=s)) for s in range(ds.sizes["seed"])]
+        for i, j in np.ndindex(ds.sizes["tau"], ds.sizes["n_snr2"])
+    }
+    whole = (int(np.argmax(ds["tau"].values)), ds.sizes["n_snr2"] - 1)
+    cell = ds.isel(tau=whole[0], n_snr2=whole[1])
     fig = Figure(figsize=(11.0, 3.6), layout="constrained")
     axes = fig.subplots(1, cell.sizes["seed"], sharey=True, squeeze=False)[0]
     rows = []
     for ax, s in zip(axes, range(cell.sizes["seed"]), strict=True):
         run = cell.isel(seed=s)
-        found = run_detections(run)
+        found = found_all[whole][s]
         start, end = float(run["t_stage1"]), float(run["t_memorize"])
         if np.isfinite(start) and np.isfinite(end):
             ax.axvspan(start, end, color="tab:green", alpha=0.15, label="Stage-I window")
@@ -158,19 +164,18 @@ def detectors_figures(ds: xr.Dataset, out: Path) -> list[Path]:
     )
     paths = [out / "detectors_time.png"]
     save(fig, paths[0])
-    paths.append(phase_maps(ds, out))
+    paths.append(phase_maps(ds, found_all, out))
     paths.append(write_summary(out, {"tau_hat": TAU_HAT, "whole_story_cell": rows}))
     return paths
 
 
-def phase_maps(ds: xr.Dataset, out: Path) -> Path:
+def phase_maps(ds: xr.Dataset, found_all: dict, out: Path) -> Path:
     """Best F1 along training and F1 at LabelWave's stop, seed means, per detector."""
     taus, snrs = ds["tau"].values, ds["n_snr2"].values
     best = np.full((len(NAMES), len(taus), len(snrs)), np.nan)
     stopped = np.full_like(best, np.nan)
     for i, j in np.ndindex(len(taus), len(snrs)):
-        cell = ds.isel(tau=i, n_snr2=j)
-        found = [run_detections(cell.isel(seed=s)) for s in range(cell.sizes["seed"])]
+        found = found_all[i, j]
         for k, name in enumerate(NAMES):
             best[k, i, j] = np.mean([np.nanmax(f["scores"][name]["f1"]) for f in found])
             stopped[k, i, j] = np.mean([f["scores"][name]["f1"][f["stop"]] for f in found])
