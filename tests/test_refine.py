@@ -166,6 +166,13 @@ def test_the_crossing_converges_at_half_the_bracket_per_round(tmp_path, c):
     assert errors[-1] < errors[0] * 2.0**-5
 
 
+def test_refinement_stops_once_the_bracket_is_within_tol(tmp_path):
+    """tol 0.3 on a grid of step 1: brackets 1, 0.5, 0.25, then no more rounds of the 10."""
+    ds = refined(standin(np.arange(-3.0, 4.0), rounds=10, tol=0.3), tmp_path)
+    assert float(ds["bracket_high"]) - float(ds["bracket_low"]) == pytest.approx(0.25)
+    assert ds.attrs["runs"] == 7 + 2
+
+
 def test_several_crossings_and_no_crossing_are_flagged(tmp_path):
     """cos(x - c) on [0, 9] crosses 0 three times: flagged (`crossings` 3), the last one
     refined; a threshold it never reaches gives no crossing, nothing refined."""
@@ -288,6 +295,7 @@ def test_bad_rules_are_refused_in_one_line(make, message):
         (["--refine", "t1:-3:n_snr2"], "--refine THRESHOLD=-3.0 is invalid: allowed a number > 0"),
         (["--refine", "test_err:0.2:eta"], "--refine AXIS='eta' is invalid"),
         (["--refine-rounds", "3"], "--refine-rounds=3 is invalid: allowed with --refine"),
+        (["--refine", "test_err:0.2:tau", "--refine-tol", "-1"], "refine tol=-1.0 is invalid"),
         (["--refine", "test_err:0.2:tau", "--refine-rounds", "99"], "refine rounds=99"),
         (["--refine", "test_err:0.2:tau", "--distributed"], "--refine runs in one process"),
     ],
