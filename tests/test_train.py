@@ -189,9 +189,10 @@ def test_train_state_has_one_structure_on_every_engine_and_config():
         for options in STEP_OPTIONS:
             carry, final = state_shapes(SMALL.replace(engine=engine, **options))
             assert jax.tree.structure(carry) == jax.tree.structure(final), (engine, options)
-            for state in (carry, final, *carry.stages.snapshots.values()):
-                assert state.gamma.shape == (2, SMALL.m), (engine, options)
-                assert state.rho_bar.shape == state.rho_under.shape == (2, SMALL.m, SMALL.n)
+            kept = len(final.stages.kept_names)  # the snapshots, stacked along a first axis
+            for state, lead in ((carry, ()), (final, ()), (final.stages.kept, (kept,))):
+                assert state.gamma.shape == lead + (2, SMALL.m), (engine, options)
+                assert state.rho_bar.shape == state.rho_under.shape == lead + (2, SMALL.m, SMALL.n)
             structures.add(jax.tree.structure(without_representation(carry)))
     assert len(structures) == 1
     # gram and wishart share the representation too: identical states, params included.

@@ -34,10 +34,12 @@ needs no host callback.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from noisyjax.synthetic.config import TRANSITION_NAMES, Config
 from noisyjax.synthetic.decomposition import Geometry
@@ -62,6 +64,7 @@ PROBES = (
     "test_err_noisy_labels",
 )
 TEST_ERRORS = ("test_err", "test_err_noisy_labels")
+SCALAR_PROBES = tuple(p for p in PROBES if p != "loss_auroc")  # the AUROC comes from `losses`
 
 
 class Snapshot(NamedTuple):
@@ -91,14 +94,42 @@ class StepParts(NamedTuple):
     noise_flipped: jax.Array  # || sum_{i flipped} u_i xi_i ||
 
 
-class Stages(NamedTuple):
-    """Marker times, the probe values at each, the latest test errors and the snapshots."""
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Stages:
+    """Marker times, the probe values at each, the latest test errors and the snapshots.
 
-    times: dict[str, jax.Array]  # name -> () int32, NEVER until it happens
-    probes: dict[str, dict[str, jax.Array]]  # name -> probe values at that time
+    Stacked along the marker axis T (TRANSITIONS order) and the snapshot axis S (`kept_names`),
+    so that a step updates every marker with a handful of selects instead of one per marker and
+    value: the loop's cost per step is a count of small operations (docs/performance.md).
+    `times_of` and `snapshots` give the per-name view.
+    """
+
+    times: jax.Array  # (T,) int32, NEVER until the marker happens
+    probes: jax.Array  # (T, P): SCALAR_PROBES at each marker's time
+    losses: jax.Array  # (T, N): per-sample training losses at each marker's time (its AUROC)
     wrong: dict[str, jax.Array]  # latest evaluated test errors as counts, TEST_ERRORS -> int32
     best_wrong: jax.Array  # () int32: the fewest true-label test errors so far
-    snapshots: dict[str, Snapshot]  # for the markers in cfg.snapshot_stages
+    kept: Snapshot | None  # (S, ...): the states at the markers in `kept_names`
+    kept_names: tuple[str, ...] = dataclasses.field(metadata={"static": True}, default=())
+
+    def time_of(self, name: str) -> jax.Array:
+        return self.times[TRANSITIONS.index(name)]
+
+    @property
+    def snapshots(self) -> dict[str, Snapshot]:
+        """The kept snapshots by marker name (in TRANSITIONS order); on stages returned by a
+        vmapped or mapped run the leading run axes are kept (`kept.step` is (..., S))."""
+        if self.kept is None:
+            return {}
+        runs = (slice(None),) * (self.kept.step.ndim - 1)
+        return {
+            name: jax.tree.map(lambda a, i=i: a[runs + (i,)], self.kept)
+            for i, name in enumerate(self.kept_names)
+        }
+
+    def replace(self, **changes) -> Stages:
+        return dataclasses.replace(self, **changes)
 
 
 def snapshot_of(state, engine: Engine) -> Snapshot:
@@ -110,25 +141,26 @@ def snapshot_of(state, engine: Engine) -> Snapshot:
     return Snapshot(w, b, state.gamma, state.rho_bar, state.rho_under, state.step)
 
 
+def kept_names(cfg: Config) -> tuple[str, ...]:
+    """The markers whose states are kept as snapshots ("final" is taken after the loop)."""
+    return tuple(t for t in TRANSITIONS if t in cfg.snapshot_stages)
+
+
 def init_stages(state, cfg: Config, train: AnyBatch, test: AnyBatch) -> Stages:
     dtype = train.y.dtype
-    never = jnp.asarray(NEVER, jnp.int32)
-    nan = jnp.asarray(jnp.nan, dtype)
-    losses_N = jnp.full(train.y.shape, jnp.nan, dtype)
+    n_markers = len(TRANSITIONS)
     unknown = jnp.asarray(test.y.shape[0] + 1, jnp.int32)  # more errors than test samples
+    names = kept_names(cfg)
+    start = snapshot_of(state, get(cfg.step_engine))._replace(step=jnp.asarray(NEVER, jnp.int32))
+    kept = jax.tree.map(lambda a: jnp.broadcast_to(a, (len(names),) + a.shape), start)
     return Stages(
-        times={t: never for t in TRANSITIONS},
-        probes={
-            t: {**{p: nan for p in PROBES if p != "loss_auroc"}, "losses": losses_N}
-            for t in TRANSITIONS
-        },
+        times=jnp.full(n_markers, NEVER, jnp.int32),
+        probes=jnp.full((n_markers, len(SCALAR_PROBES)), jnp.nan, dtype),
+        losses=jnp.full((n_markers,) + train.y.shape, jnp.nan, dtype),
         wrong={name: unknown for name in TEST_ERRORS},
         best_wrong=unknown,
-        snapshots={
-            t: snapshot_of(state, get(cfg.step_engine))._replace(step=never)
-            for t in TRANSITIONS
-            if t in cfg.snapshot_stages
-        },
+        kept=kept if names else None,
+        kept_names=names,
     )
 
 
@@ -192,18 +224,24 @@ def hits(
     train: AnyBatch,
     cfg: Config,
 ) -> dict[str, jax.Array]:
-    """Whether each marker's condition holds on this state (module docstring)."""
+    """Whether each marker's condition holds on this state (module docstring); t_best is
+    decided by `observe` from the test-error counts."""
     fitted_N = (z_N > 0) | ~train.mask
     above, acc_noisy = values["frac_noisy_above_log2"], values["train_acc_noisy"]
     no = jnp.bool_(False)
+    times = {name: stages.time_of(name) for name in ("t1", "t_stage1")}
     # NaN (no clean or no flipped sample) compares False: those markers then never happen.
     return {
-        **fit_hits(stages.times, fitted_N, train.flipped, above, acc_noisy),
+        **fit_hits(times, fitted_N, train.flipped, above, acc_noisy),
         "t_clean": values["train_loss_clean"] < cfg.clean_loss_level,
         "t_overtake": values["rho_bar_noisy"] > values["gamma_max"],
         "t_cross_flipped": parts.noise_flipped > parts.signal if parts is not None else no,
         "t_cross": parts.noise > parts.signal if parts is not None else no,
     }
+
+
+# t_best moves whenever the test error improves; every other marker is set once.
+RESETTABLE_T = np.asarray([name == "t_best" for name in TRANSITIONS])
 
 
 def observe(
@@ -223,41 +261,45 @@ def observe(
     old, and so are the test-error probes); `parts` is None on the final state, from which no
     step is taken.
     """
-    t = state.step
     engine = get(cfg.step_engine)
     test_err = error_rates(wrong, test)
     gamma_JM, rho_bar_JMN, _ = state.decomposition(engine, geom, train)
     values = probe(gamma_JM, rho_bar_JMN, z_N, train, test_err)
-    new = {
-        name: (stages.times[name] == NEVER) & hit
-        for name, hit in hits(stages, values, z_N, parts, train, cfg).items()
-    }
-    new["t_best"] = wrong["test_err"] < stages.best_wrong
+    hit = hits(stages, values, z_N, parts, train, cfg)
+    hit["t_best"] = wrong["test_err"] < stages.best_wrong
+    hit_T = jnp.stack([hit[name] for name in TRANSITIONS])
+    new_T = hit_T & ((stages.times == NEVER) | RESETTABLE_T)
+    probes_P = jnp.stack([values[p] for p in SCALAR_PROBES])
+    kept = stages.kept
+    if kept is not None:
+        new_S = new_T[np.asarray([TRANSITIONS.index(n) for n in stages.kept_names])]
 
-    def pick(n, a, b):
-        return jax.tree.map(lambda u, v: jnp.where(n, u, v), a, b)
+        def pick(now, before):
+            return jnp.where(new_S.reshape(new_S.shape + (1,) * (now.ndim)), now[None], before)
 
-    current = snapshot_of(state, engine)
-    return Stages(
-        times={name: jnp.where(new[name], t, stages.times[name]) for name in TRANSITIONS},
-        probes={name: pick(new[name], values, stages.probes[name]) for name in TRANSITIONS},
+        kept = jax.tree.map(pick, snapshot_of(state, engine), kept)
+    return stages.replace(
+        times=jnp.where(new_T, state.step, stages.times),
+        probes=jnp.where(new_T[:, None], probes_P[None, :], stages.probes),
+        losses=jnp.where(new_T[:, None], values["losses"][None, :], stages.losses),
         wrong=wrong,
-        best_wrong=jnp.where(new["t_best"], wrong["test_err"], stages.best_wrong),
-        snapshots={name: pick(new[name], current, s) for name, s in stages.snapshots.items()},
+        best_wrong=jnp.where(hit["t_best"], wrong["test_err"], stages.best_wrong),
+        kept=kept,
     )
 
 
 def summary(stages: Stages, train: AnyBatch, test: AnyBatch, cfg: Config) -> dict[str, jax.Array]:
     """Per-run scalars for the results: marker times, probes at each, the Stage-I window."""
-    out: dict[str, jax.Array] = {name: stages.times[name] for name in TRANSITIONS}
+    out: dict[str, jax.Array] = {name: stages.time_of(name) for name in TRANSITIONS}
     clean_N, noisy_N = train.mask & ~train.flipped, train.mask & train.flipped
-    for name in TRANSITIONS:
-        probes = dict(stages.probes[name])
-        value = auroc(probes.pop("losses"), noisy_N, clean_N)
-        probes["loss_auroc"] = jnp.where(stages.times[name] == NEVER, jnp.nan, value)
+    for i, name in enumerate(TRANSITIONS):
+        probes = dict(zip(SCALAR_PROBES, stages.probes[i], strict=True))
+        # One call per marker: vmapped, XLA's vectorized division is not correctly rounded.
+        value = auroc(stages.losses[i], noisy_N, clean_N)
+        probes["loss_auroc"] = jnp.where(stages.times[i] == NEVER, jnp.nan, value)
         for key in PROBES:
             out[f"{name}_{key}"] = probes[key]
-    start, end = stages.times["t_stage1"], stages.times["t_memorize"]
+    start, end = stages.time_of("t_stage1"), stages.time_of("t_memorize")
     has_clean, has_flipped = jnp.any(clean_N), jnp.any(noisy_N)
     exists = (start != NEVER) & has_clean
     out["stage_one_exists"] = exists

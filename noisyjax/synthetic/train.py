@@ -251,7 +251,7 @@ def fit(
         wrong = test_error_counts(state.params, test, cfg)  # for the log and for the markers
         decomposition = state.decomposition(engine, geom, train)
         metrics = measure(state.params, *decomposition, train, test, geom, cfg, hp, val, wrong)
-        return state._replace(stages=state.stages._replace(wrong=wrong)), {
+        return state._replace(stages=state.stages.replace(wrong=wrong)), {
             "step": state.step,
             **metrics,
         }
@@ -294,18 +294,17 @@ def with_decomposition(
     state: TrainState, engine: Engine, geom: Geometry, train: AnyBatch
 ) -> TrainState:
     """The state, and its snapshots, with gamma and rho read off their coefficients C."""
-
-    def fill(snap):
-        gamma, rho_bar, rho_under = from_coordinates(snap.w, geom, train.y_obs)
-        return snap._replace(gamma=gamma, rho_bar=rho_bar, rho_under=rho_under)
-
-    snapshots = {name: fill(snap) for name, snap in state.stages.snapshots.items()}
+    kept = state.stages.kept
+    if kept is not None:
+        coefficients = jax.vmap(from_coordinates, (0, None, None))
+        gamma, rho_bar, rho_under = coefficients(kept.w, geom, train.y_obs)
+        kept = kept._replace(gamma=gamma, rho_bar=rho_bar, rho_under=rho_under)
     gamma, rho_bar, rho_under = state.decomposition(engine, geom, train)
     return state._replace(
         gamma=gamma,
         rho_bar=rho_bar,
         rho_under=rho_under,
-        stages=state.stages._replace(snapshots=snapshots),
+        stages=state.stages.replace(kept=kept),
     )
 
 
