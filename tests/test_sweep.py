@@ -103,6 +103,35 @@ def test_plan_respects_memory_budget_and_device_multiple():
     assert plan.buckets[0].chunk_runs == 8 and plan.n_chunks == 4
 
 
+class FakeAccelerator:
+    """What the planner reads of a device: its platform and its memory statistics."""
+
+    platform = "gpu"
+
+    def __init__(self, bytes_limit: int):
+        self.bytes_limit = bytes_limit
+
+    def memory_stats(self) -> dict:
+        return {"bytes_limit": self.bytes_limit}
+
+
+def test_accelerator_width_is_the_widest_power_of_two_the_budget_and_the_runs_allow():
+    from noisyjax.sweep.plan import default_width
+
+    # The H200 measurements (docs/performance.md): paper-sized runs fit 397 in the default
+    # budget, Kou-sized ones 10,166; the benchmark recommended 256 and 4096.
+    assert default_width("gpu", 397, 10**6) == 256
+    assert default_width("gpu", 10_166, 10**6) == 4096
+    assert default_width("tpu", 10_166, 5) == 8  # a 5-run bucket is not padded to thousands
+    assert default_width("gpu", 3, 10**6) == 2 and default_width("gpu", 0, 10) == 1
+    assert default_width("cpu", 10_166, 5) == 8 and default_width("cpu", 3, 100) == 3
+    sweep = Sweep("t", CFG, HP, (Axis("tau", tuple(np.linspace(0, 0.4, 10))),), seeds=300)
+    per_run = SYNTHETIC.bytes_per_run(CFG) + SYNTHETIC.output_bytes(CFG)
+    device = FakeAccelerator(bytes_limit=2 * 1000 * per_run)  # the budget holds 1000 runs
+    bucket = nj.plan(sweep, devices=[device]).buckets[0]
+    assert bucket.vector_runs == 512 and bucket.chunk_runs % 512 == 0
+
+
 def test_bad_grid_values_are_rejected_before_running():
     with pytest.raises(nj.ConfigError, match=r"^tau=0\.5 is invalid: allowed"):
         nj.plan(Sweep("t", CFG, HP, (Axis("tau", (0.1, 0.5)),)))

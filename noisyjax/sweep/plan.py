@@ -25,8 +25,12 @@ import numpy as np
 from noisyjax.errors import check_int, fail
 from noisyjax.sweep.spec import RunTable, Sweep, expand
 
-# Default vector width: enough to fill SIMD units on a CPU, wide batches on accelerators.
-VECTOR_RUNS = {"cpu": 8, "default": 256}
+# Default vector width: enough to fill SIMD units on a CPU (wider does not help there); on an
+# accelerator the widest power of two up to this cap whose runs fit the memory budget and that
+# the bucket's runs fill (`default_width`). Measured on an H200 (benchmarks/device.py,
+# docs/performance.md): paper-sized runs reach 91% of their plateau at V = 256, where this rule
+# lands within the default budget; Kou-sized runs still gain 10x from V = 256 to 4096.
+VECTOR_RUNS = {"cpu": 8, "default": 4096}
 MAX_RUNS = 10_000_000  # runs per sweep: the run table and the results live in host memory
 
 
@@ -135,13 +139,13 @@ def plan(
         fail("runs", sweep.n_runs, f"at most {MAX_RUNS:,} runs per sweep (fewer seeds or values)")
     table = expand(sweep)
     facts = exp.prepare(sweep.cfg)
-    default_width = VECTOR_RUNS.get(devices[0].platform, VECTOR_RUNS["default"])
+    platform = devices[0].platform
     buckets = []
     for cfg, runs in exp.buckets(sweep.cfg, table):
         per_run, out_bytes = exp.bytes_per_run(cfg), exp.output_bytes(cfg)
         # V runs in flight on each device, and at least their outputs held: within the budget.
         fit = budget // ((per_run + out_bytes) * n_dev)
-        width = vector_runs or int(max(1, min(default_width, fit)))
+        width = vector_runs or default_width(platform, fit, math.ceil(len(runs) / n_dev))
         step = n_dev * width
         wanted = chunk_runs or math.ceil(len(runs) / min_chunks)
         size = max(1, math.ceil(wanted / step)) * step
@@ -168,6 +172,17 @@ def plan(
             f"{gib(host_memory())} present): fewer runs, steps or logged points",
         )
     return Plan(sweep, table, tuple(buckets), n_dev, int(budget), facts)
+
+
+def default_width(platform: str, fit: int, runs_per_device: int) -> int:
+    """The vector width V without --vector-runs: on a CPU VECTOR_RUNS["cpu"] (fewer if the
+    budget holds fewer runs); on an accelerator the largest power of two at most
+    VECTOR_RUNS["default"], the `fit` runs the budget holds, and the bucket's runs per device
+    rounded up to a power of two (an 8-run sweep is not padded to thousands)."""
+    if platform == "cpu":
+        return int(max(1, min(VECTOR_RUNS["cpu"], fit)))
+    wanted = min(VECTOR_RUNS["default"], fit, 2 ** math.ceil(math.log2(max(1, runs_per_device))))
+    return 2 ** int(math.log2(max(1, wanted)))
 
 
 def check_size(field: str, value: Any) -> None:
