@@ -147,9 +147,11 @@ def kou2023_grid() -> tuple[Sweep, Callable]:
     Command: python -m sweeps.grid --preset kou2023-grid --out checkpoints/kou2023-grid
     Regime: ratio n SNR^2 (1 - 2 tau) / 2 = 8 b^2 / d, from 0 to 7.8 over the grid,
       with their large PyTorch init (the measured Stage-I boundary does not apply).
-    Runtime: 2 min 30 s measured on an idle 2-core CPU with the wishart engine (25 min while
-      the machine was shared with other jobs); their sequential loop, 2 h extrapolated from
-      benchmarks/bench_kou_sequential.py (docs/neighbours.md).
+    Runtime: 2 min 30 s to 3 min 16 s measured on idle 2-core CPUs with the wishart engine
+      (the latter: 14 s compiling, 174 s running; 25 min while the machine was shared with
+      other jobs); where the time goes: benchmarks/profile_kou.py (docs/performance.md). Their
+      sequential loop, 2 h extrapolated from benchmarks/bench_kou_sequential.py
+      (docs/neighbours.md).
     Setting: as `kou2023`, over signal strength b = ||mu|| in {0, 0.1, ..., 9.9} and patch
       length d in {100, 110, ..., 1090}, 10 seeds per cell, test error w.r.t. the noisy test
       labels after 100 steps. Only the start and the end are logged; no stage checkpoints.
