@@ -95,8 +95,11 @@ def auroc(score_N: jax.Array, positive_N: jax.Array, negative_N: jax.Array) -> j
     In the scores' dtype; U and the pair count are exact integers, so the value is their
     correctly rounded quotient (in float32 while 2 U < 2^24), bit for bit the O(N^2) pairwise
     mean of the wins that the sweeps logged before."""
-    dtype = score_N.dtype
-    twice_u, pairs = mann_whitney_pairs(score_N, positive_N, negative_N)
+    return auroc_of_pairs(*mann_whitney_pairs(score_N, positive_N, negative_N), score_N.dtype)
+
+
+def auroc_of_pairs(twice_u: jax.Array, pairs: jax.Array, dtype) -> jax.Array:
+    """The AUROC U / (n_pos n_neg) from `mann_whitney_pairs`'s integers, in `dtype`."""
     count = pairs.astype(dtype)
     value = (twice_u.astype(dtype) / 2) / jnp.maximum(count, 1.0)
     return jnp.where(count > 0, value, jnp.nan)

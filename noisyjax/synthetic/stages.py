@@ -44,7 +44,13 @@ import numpy as np
 from noisyjax.synthetic.config import TRANSITION_NAMES, Config
 from noisyjax.synthetic.decomposition import Geometry
 from noisyjax.synthetic.engines import AnyBatch, Engine, get
-from noisyjax.synthetic.metrics import LOG2, auroc, error_rates, masked_mean
+from noisyjax.synthetic.metrics import (
+    LOG2,
+    auroc_of_pairs,
+    error_rates,
+    mann_whitney_pairs,
+    masked_mean,
+)
 
 NEVER = -1
 TRANSITIONS = TRANSITION_NAMES
@@ -292,10 +298,14 @@ def summary(stages: Stages, train: AnyBatch, test: AnyBatch, cfg: Config) -> dic
     """Per-run scalars for the results: marker times, probes at each, the Stage-I window."""
     out: dict[str, jax.Array] = {name: stages.time_of(name) for name in TRANSITIONS}
     clean_N, noisy_N = train.mask & ~train.flipped, train.mask & train.flipped
+    # The exact integers of every marker's AUROC in one batch (one sort, not one per marker),
+    # then one division per marker: vmapped, XLA's vectorized division is not correctly rounded.
+    twice_u_T, pairs_T = jax.vmap(mann_whitney_pairs, (0, None, None))(
+        stages.losses, noisy_N, clean_N
+    )
     for i, name in enumerate(TRANSITIONS):
         probes = dict(zip(SCALAR_PROBES, stages.probes[i], strict=True))
-        # One call per marker: vmapped, XLA's vectorized division is not correctly rounded.
-        value = auroc(stages.losses[i], noisy_N, clean_N)
+        value = auroc_of_pairs(twice_u_T[i], pairs_T[i], stages.losses.dtype)
         probes["loss_auroc"] = jnp.where(stages.times[i] == NEVER, jnp.nan, value)
         for key in PROBES:
             out[f"{name}_{key}"] = probes[key]
