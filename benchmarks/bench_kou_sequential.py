@@ -19,8 +19,20 @@ It times `--repeats` trainings at d = 100, 590 and 1090 (the grid's smallest, mi
 patch length), fits time = a + b d, and extrapolates to the 100 x 100 x 10 grid by summing the
 fit over the grid's d values. The numbers are measured-then-extrapolated, not a full run.
 
+`--check` first tests that the re-implementation is their script: on a sub-grid of their
+published table (benchmarks/data/kou2023_published_test_error.csv: d in {100, 350}, every
+`--check-every`-th b), it trains 10 repeats per cell as their loop does and compares the cell
+means with theirs. Both are means of 10 random repeats, so they differ by seed error: the
+expected mean absolute difference is sqrt(2 / pi) sqrt(2 s^2 / 10) averaged over the cells, s
+each cell's standard deviation over our repeats (theirs assumed equal). The check passes when
+the observed mean absolute difference is at most 1.25 times that (about 2 standard errors with
+40 cells) and the mean signed difference is within 3 of its standard errors. The
+`kou2023-grid` preset's cells (the wishart engine, a different realization of the same law) are
+compared the same way.
+
 Usage:
   python -m benchmarks.bench_kou_sequential              # about a minute
+  python -m benchmarks.bench_kou_sequential --check      # plus the table check: 1 more minute
   python -m benchmarks.bench_kou_sequential --repeats 20 --json kou_seq.json
 """
 
@@ -28,8 +40,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -125,15 +139,91 @@ def train_one_torch(rng: np.random.Generator, b: float, d: int) -> tuple[float, 
     return loss, err
 
 
+PUBLISHED = Path(__file__).resolve().parent / "data" / "kou2023_published_test_error.csv"
+
+
+def published() -> dict[int, np.ndarray]:
+    """Their published cell means: d -> test error at b = 0.0, 0.1, ..., 9.9."""
+    rows = np.loadtxt(PUBLISHED, delimiter=",", comments="#", ndmin=2)
+    return {int(row[0]): row[1:] for row in rows}
+
+
+def preset_cells(cells: list[tuple[float, int]], repeats: int) -> dict[tuple[float, int], list]:
+    """The kou2023-grid preset's final test errors (noisy test labels) on `cells`, per seed."""
+    import dataclasses
+    import tempfile
+
+    import noisyjax as nj
+    from noisyjax.sweep import Zip, run_sweep
+    from sweeps.presets.kou import kou2023_grid
+
+    sweep, _ = kou2023_grid()
+    bs, ds = zip(*cells, strict=True)
+    sweep = dataclasses.replace(
+        sweep, axes=(Zip("point", {"mu_norm": bs, "d": ds}),), seeds=repeats
+    )
+    with tempfile.TemporaryDirectory() as out:
+        ds_ = run_sweep(nj.plan(sweep), Path(out), progress=False)
+    err = ds_["test_err_noisy_labels"].isel(step=-1).transpose("point", "seed").values
+    return {cell: list(err[i]) for i, cell in enumerate(cells)}
+
+
+def compare(ours: dict, theirs: dict) -> dict:
+    """Mean absolute and signed differences of cell means, against what seed error gives."""
+    diffs, expected = [], []
+    for cell, errs in ours.items():
+        errs = np.asarray(errs, float)
+        diffs.append(errs.mean() - theirs[cell])
+        se2 = 2 * errs.var(ddof=1) / len(errs)  # two independent means of len(errs) repeats
+        expected.append(math.sqrt(2 / math.pi) * math.sqrt(se2))
+    diffs = np.asarray(diffs)
+    mad, mad_expected = float(np.mean(np.abs(diffs))), float(np.mean(expected))
+    bias, bias_se = float(diffs.mean()), float(diffs.std(ddof=1) / math.sqrt(len(diffs)))
+    return {
+        "cells": len(diffs),
+        "mean_abs_diff": mad,
+        "expected_mean_abs_diff": mad_expected,
+        "ratio": mad / mad_expected,
+        "mean_diff": bias,
+        "mean_diff_se": bias_se,
+        "within_seed_error": bool(mad <= 1.25 * mad_expected and abs(bias) <= 3 * bias_se),
+    }
+
+
+def check(one, rng: np.random.Generator, every: int) -> dict:
+    """Their published cells against this re-implementation and the preset (module docstring)."""
+    table = published()
+    cells = [(round(0.1 * s, 1), d) for d in table for s in range(0, GRID_B, every)]
+    theirs = {(b, d): float(table[d][round(b * 10)]) for b, d in cells}
+    start = time.perf_counter()
+    sequential = {(b, d): [one(rng, b, d)[1] for _ in range(REPEATS_PER_CELL)] for b, d in cells}
+    seconds = time.perf_counter() - start
+    out = {"sequential": compare(sequential, theirs), "sequential_s": seconds}
+    out["preset"] = compare(preset_cells(cells, REPEATS_PER_CELL), theirs)
+    for name in ("sequential", "preset"):
+        c = out[name]
+        print(
+            f"{name:10s} vs their table, {c['cells']} cells: mean |difference| "
+            f"{c['mean_abs_diff']:.4f} (seed error alone: {c['expected_mean_abs_diff']:.4f}, "
+            f"ratio {c['ratio']:.2f}), mean difference {c['mean_diff']:+.4f} "
+            f"+- {c['mean_diff_se']:.4f}: "
+            + ("within seed error" if c["within_seed_error"] else "NOT within seed error")
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10, help="timed trainings per d")
     parser.add_argument("--torch", action="store_true", help="time PyTorch (needs torch)")
     parser.add_argument("--json", default=None, help="also write the numbers here")
+    parser.add_argument("--check", action="store_true", help="compare with their table first")
+    parser.add_argument("--check-every", type=int, default=5, help="every k-th b in the check")
     args = parser.parse_args(argv)
     one = train_one_torch if args.torch else train_one
     rng = np.random.default_rng(0)
     one(rng, 5.0, 100)  # warm-up
+    checked = check(one, rng, args.check_every) if args.check else None
     per_d, errors = {}, {}
     for d in (100, 590, 1090):
         start = time.perf_counter()
@@ -159,10 +249,11 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": args.repeats,
             "machine": platform.platform(),
             "processor": platform.processor(),
+            "check": checked,
         }
         with open(args.json, "w") as f:
             json.dump(record, f, indent=2)
-    return 0
+    return 0 if checked is None or checked["sequential"]["within_seed_error"] else 1
 
 
 if __name__ == "__main__":
