@@ -34,7 +34,7 @@ BENCHMARKS = {
     "device": ("benchmarks.device", [], "--out", "2 min"),
     "engines": ("benchmarks.bench_engines", [], "--json", "12 min"),
     "refine": ("benchmarks.bench_refine", [], "--json", "5 min"),
-    "kou-sequential": ("benchmarks.bench_kou_sequential", [], "--json", "1 min"),
+    "kou-sequential": ("benchmarks.bench_kou_sequential", [], "--json", "5 s"),
 }
 
 

@@ -31,8 +31,8 @@ the observed mean absolute difference is at most 1.25 times that (about 2 standa
 compared the same way.
 
 Usage:
-  python -m benchmarks.bench_kou_sequential              # about a minute
-  python -m benchmarks.bench_kou_sequential --check      # plus the table check: 1 more minute
+  python -m benchmarks.bench_kou_sequential              # seconds (2 s on a 2-core CPU)
+  python -m benchmarks.bench_kou_sequential --check      # plus the table check: 40 s more
   python -m benchmarks.bench_kou_sequential --repeats 20 --json kou_seq.json
 """
 
