@@ -38,23 +38,13 @@ BENCHMARKS = {
 }
 
 
-def git(*args: str) -> str:
-    try:
-        done = subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return done.stdout.strip()
-
-
 def header() -> list[str]:
     import jax  # after the arguments are parsed: `--list` needs no JAX
 
     import noisyjax as nj
+    from benchmarks.bench_sweep import source_version  # the commit every benchmark records
 
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    commit = git("rev-parse", "--short", "HEAD") + ("+dirty" if dirty else "")
+    commit = source_version()
     return [
         "# Benchmark tables",
         "",

@@ -108,7 +108,7 @@ class Stages:
     Stacked along the marker axis T (TRANSITIONS order) and the snapshot axis S (`kept_names`),
     so that a step updates every marker with a handful of selects instead of one per marker and
     value: the loop's cost per step is a count of small operations (docs/performance.md).
-    `times_of` and `snapshots` give the per-name view.
+    `time_of` and `snapshots` give the per-name view.
     """
 
     times: jax.Array  # (T,) int32, NEVER until the marker happens
