@@ -67,8 +67,17 @@ def make_chunk_fn(plan_: Plan, bucket: Bucket, devices: list[jax.Device]) -> Cal
 
     sharding = run_sharding(devices)
     replicated = NamedSharding(sharding.mesh, PartitionSpec())
+    # Each device runs its own rows (shard_map), so the runs of a device are the only axis the
+    # run function is vmapped over: a CPU draw loops over them (`noisyjax.synthetic.train.
+    # sample_run`) without looping over the devices.
     return jax.jit(
-        jax.vmap(per_device, in_axes=(0, None)),
+        jax.shard_map(
+            jax.vmap(per_device, in_axes=(0, None)),  # over this device's one row
+            mesh=sharding.mesh,
+            in_specs=(sharding.spec, replicated.spec),
+            out_specs=sharding.spec,
+            check_vma=False,
+        ),
         in_shardings=(sharding, replicated),
         out_shardings=sharding,
     )

@@ -313,9 +313,30 @@ def sample_run(
 ) -> tuple[Params, Batch, Batch, Batch | None]:
     """A run's initial weights, training, test and validation sets (None without n_val), drawn
     from its data and init keys by its engine (`Engine.sample_run`): in R^d, or, on the wishart
-    engine, in the span they act on."""
+    engine, in the span they act on.
+
+    Vmapped over runs (a sweep's chunk), an engine's draw in R^d loops over the runs on a CPU
+    (`Engine.loop_draw`, `jax.custom_batching.sequential_vmap`) and stays vmapped elsewhere. The
+    numbers are the same bit for bit; on a CPU, XLA's threefry vmapped over runs and samples at
+    once draws them up to 1.9 times slower than one run at a time, and compiles more slowly
+    (docs/performance.md, "Drawing the runs").
+    """
     k_data, k_init = jax.random.split(key, 3)[:2]
-    return get(cfg.step_engine).sample_run(k_data, k_init, cfg, hp, sizes)
+    engine = get(cfg.step_engine)
+    if not engine.loop_draw:
+        return engine.sample_run(k_data, k_init, cfg, hp, sizes)
+
+    # The leaves travel flat: the batching machinery rebuilds pytrees with placeholder leaves,
+    # which HParams' range check would refuse.
+    leaves, tree = jax.tree.flatten((k_data, k_init, hp, sizes))
+
+    def draw(*leaves: jax.Array) -> Any:
+        k_data, k_init, hp, sizes = jax.tree.unflatten(tree, leaves)
+        return engine.sample_run(k_data, k_init, cfg, hp, sizes)
+
+    return jax.lax.platform_dependent(
+        *leaves, cpu=jax.custom_batching.sequential_vmap(draw), default=draw
+    )
 
 
 def make_train(cfg: Config) -> Callable[..., tuple[TrainState, Metrics]]:

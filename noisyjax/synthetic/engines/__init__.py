@@ -72,6 +72,10 @@ class Engine(NamedTuple):
       accumulates: True when gamma and rho accumulate step by step in the training state; False
         when they are read off `params[weights]` where needed (`from_coordinates`: exact for
         coefficients C) and the state holds zeros inside the loop.
+      loop_draw: on a CPU, draw vmapped runs one after another (`noisyjax.synthetic.train.
+        sample_run`; the same numbers): True where a run's draw is in R^d, which XLA's threefry
+        computes faster one run at a time; False on wishart, whose small draws are faster
+        vectorized (docs/performance.md, "Drawing the runs").
     """
 
     name: str
@@ -86,6 +90,7 @@ class Engine(NamedTuple):
     memory: Callable[[Config], Memory]
     weights: str
     accumulates: bool
+    loop_draw: bool
 
 
 DENSE = Engine(
@@ -101,6 +106,7 @@ DENSE = Engine(
     dense.memory,
     weights="w",
     accumulates=True,
+    loop_draw=True,
 )
 GRAM = Engine(
     "gram",
@@ -115,11 +121,14 @@ GRAM = Engine(
     gram.memory,
     weights="c",
     accumulates=False,
+    loop_draw=True,
 )
 REGISTRY: dict[str, Engine] = {
     "dense": DENSE,
     "gram": GRAM,
-    "wishart": GRAM._replace(name="wishart", sample_run=wishart.sample_run, memory=wishart.memory),
+    "wishart": GRAM._replace(
+        name="wishart", sample_run=wishart.sample_run, memory=wishart.memory, loop_draw=False
+    ),
 }
 
 
