@@ -7,6 +7,7 @@ must call a seed-sized difference "within seed error" and a shift of a few seed 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from benchmarks import bench_kou_sequential as bench
 
@@ -79,3 +80,10 @@ def test_shared_seeds_take_the_standard_error_from_the_spread_over_seeds():
     assert shared["within_seed_error"] and shared["mean_diff_se"] > 0.004
     shifted = {c: [e + 0.05 for e in v] for c, v in ours.items()}
     assert not bench.compare(shifted, truth, shared_seeds=True)["within_seed_error"]
+
+
+def test_a_check_step_the_rerun_does_not_cover_is_refused_in_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["--check", "--check-every", "7"])
+    assert exit_.value.code == 2
+    assert "--check-every=7 is invalid: allowed 5, 10, 15" in capsys.readouterr().err
