@@ -260,3 +260,22 @@ def test_a_looped_draw_equals_the_vectorized_one_bit_for_bit():
         )
         for a, b in zip(jax.tree.leaves(looped), jax.tree.leaves(one), strict=True):
             np.testing.assert_array_equal(a[run], b)
+
+
+def test_fraction_is_correctly_rounded_where_plain_division_is_not():
+    """`metrics.fraction` against NumPy's (correctly rounded) float32 division, for a constant,
+    a traced scalar and a vmapped divisor; plain `count / n` fails the first (XLA multiplies
+    by the reciprocal), so the check can fail."""
+    from noisyjax.synthetic.metrics import fraction
+
+    counts = np.arange(1001, dtype=np.int32)
+    exact = counts.astype(np.float32) / np.float32(1000)
+    plain = jax.jit(lambda c: c.astype(np.float32) / 1000)(counts)
+    assert np.sum(np.asarray(plain) != exact) > 100
+    const = jax.jit(lambda c: fraction(c, 1000, np.float32))(counts)
+    traced = jax.jit(lambda c, n: fraction(c, n, np.float32))(counts, np.int32(1000))
+    vmapped = jax.jit(jax.vmap(lambda c, n: fraction(c, n, np.float32), (0, None)))(
+        counts, np.int32(1000)
+    )
+    for got in (const, traced, vmapped):
+        np.testing.assert_array_equal(np.asarray(got), exact)

@@ -29,7 +29,7 @@ from noisyjax.real.stages import (
     summary,
 )
 from noisyjax.synthetic.data import flip_rates
-from noisyjax.synthetic.metrics import masked_mean
+from noisyjax.synthetic.metrics import fraction, masked_mean
 
 Metrics = dict[str, jax.Array]
 
@@ -101,15 +101,17 @@ def measure(
     train_N2, test_N2 = all_N2[:n], all_N2[n:]
     z_N = margin(train_N2, y_obs_N)
     correct_N = (z_N > 0).astype(jnp.float32)
-    test_acc = jnp.mean((margin(test_N2, images.label_test) > 0).astype(jnp.float32))
+    n_test = images.label_test.shape[0]
+    test_right = jnp.sum(margin(test_N2, images.label_test) > 0)
+    test_acc = fraction(test_right, n_test, jnp.float32)
     metrics = {
-        "train_acc": jnp.mean(correct_N),
+        "train_acc": fraction(jnp.sum(z_N > 0), n, jnp.float32),
         "train_acc_clean": masked_mean(correct_N, ~flipped_N),
         "train_acc_noisy": masked_mean(correct_N, flipped_N),
         # Predicting the true label of a flipped sample is a negative observed margin.
         "train_acc_noisy_true": masked_mean((z_N < 0).astype(jnp.float32), flipped_N),
         "test_acc": test_acc,
-        "test_err": 1.0 - test_acc,
+        "test_err": fraction(n_test - test_right, n_test, jnp.float32),
         **loss_metrics(z_N, flipped_N),
     }
     return metrics, z_N

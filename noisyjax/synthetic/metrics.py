@@ -131,22 +131,22 @@ def test_error_counts(params: Params, test: AnyBatch, cfg: Config) -> dict[str, 
     }
 
 
-def error_rates(wrong: dict[str, jax.Array], test: AnyBatch) -> dict[str, jax.Array]:
-    """Test-error counts as fractions of the active test samples: the correctly rounded
-    quotients (364 / 1000 is 0.364, not 0.36400002).
+def fraction(count: jax.Array, total: jax.Array | int, dtype) -> jax.Array:
+    """count / total in `dtype`, correctly rounded (364 / 1000 is 0.364, not 0.36400002).
 
-    XLA's CPU backend turns a division by a broadcast scalar into a multiplication by its
-    reciprocal, which is not correctly rounded; dividing by an array of the counts' own shape
-    (`n_test + 0 * count`: not folded, since 0 * x is not 0 for every float) keeps a true
+    XLA's CPU backend turns a division by a constant or broadcast scalar into a multiplication
+    by its reciprocal, which is not correctly rounded; dividing by an array of the count's own
+    shape (`total + 0 * count`: not folded, since 0 * x is not 0 for every float) keeps a true
     division, vmapped or not.
     """
-    dtype = test.y.dtype
-    n_test = jnp.sum(test.mask).astype(dtype)
-    rates = {}
-    for name, count in wrong.items():
-        count = count.astype(dtype)
-        rates[name] = count / (n_test + 0 * count)
-    return rates
+    count = jnp.asarray(count).astype(dtype)
+    return count / (jnp.asarray(total).astype(dtype) + 0 * count)
+
+
+def error_rates(wrong: dict[str, jax.Array], test: AnyBatch) -> dict[str, jax.Array]:
+    """Test-error counts as fractions of the active test samples (`fraction`)."""
+    n_test = jnp.sum(test.mask)
+    return {name: fraction(count, n_test, test.y.dtype) for name, count in wrong.items()}
 
 
 def test_errors(
