@@ -106,12 +106,17 @@ def execute(
             )
         )
         return 0
+    from noisyjax.sweep import runner
     from noisyjax.sweep.runner import CONFIG, SweepInterrupted, Terminated
 
-    def terminate(signum, frame):
-        raise Terminated
+    def on_signal(signum, frame):
+        # Kept as well as raised: a signal whose exception lands in a finalizer is raised
+        # again at the next chunk boundary, or below once the sweep is done.
+        runner.received.append(signal.Signals(signum).name)
+        raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    runner.received.clear()
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     # Orbax logs a failed background write (with its traceback) through absl before the error
     # reaches us; the command line reports it in one line instead.
     absl = logging.getLogger("absl")
@@ -137,6 +142,7 @@ def execute(
                 figures=figures,
                 progress=not args.no_progress,
             )
+        runner.raise_received()
     except SweepDirError as err:
         print(f"sweeps.grid: error: {err}", file=sys.stderr)
         return _exit_now(EXIT_USAGE) if args.distributed else EXIT_USAGE
@@ -179,7 +185,8 @@ def execute(
         traceback.print_exc()
         _exit_now(1)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         absl.setLevel(absl_level)
     if jax.process_index() == 0:
         print(f"wrote {out}")

@@ -57,6 +57,19 @@ class Terminated(BaseException):
     """SIGTERM, raised where the sweep was (the CLI installs the handler)."""
 
 
+# The signals the command line's handlers received (sweeps.launch), in order. Python drops an
+# exception raised inside a garbage-collection callback or a finalizer ("Exception ignored
+# in ..."), so a signal landing there would be lost; the chunk loop raises it again at the
+# next chunk boundary (`raise_received`).
+received: list[str] = []
+
+
+def raise_received() -> None:
+    """Raise the first received signal's exception again, if one was received."""
+    if received:
+        raise KeyboardInterrupt if received[0] == "SIGINT" else Terminated
+
+
 class SweepInterrupted(Exception):
     """A sweep stopped by SIGINT or SIGTERM after storing `stored` of `chunks` chunks; every
     stored chunk is complete, so `--resume` finishes it."""
@@ -294,6 +307,7 @@ def _run_locked(
                 done[runs_C] = True
                 bar.set_postfix_str("", refresh=False)
                 bar.update(len(runs_C))
+                raise_received()
     except (KeyboardInterrupt, Terminated) as err:
         mngr.wait_until_finished()  # what was queued is committed: resume keeps it
         stored = len(store.saved_runs(mngr))
