@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     info = {**machine(), "load_average": os.getloadavg()}
     cfg, width, inputs = preset_bucket(args.runs)
     timed, compiled = time_parts(cfg, width, inputs, args.repeats)
-    preset_run = compiled[list(compiled)[-1]]  # the last part: the preset's training
+    preset_run = compiled[f"training of {cfg.steps} steps (the preset's run)"]
     prof = xla_profile(preset_run, cfg, width, inputs, args.top)
     print(report(cfg, width, args.runs, timed, prof, info))
     if args.json:

@@ -112,8 +112,9 @@ def execute(
     def on_signal(signum, frame):
         # Kept as well as raised: a signal whose exception lands in a finalizer is raised
         # again at the next chunk boundary, or below once the sweep is done.
-        runner.received.append(signal.Signals(signum).name)
-        raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
+        name = signal.Signals(signum).name
+        runner.received.append(name)
+        raise runner.signal_error(name)
 
     runner.received.clear()
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}

@@ -64,10 +64,15 @@ class Terminated(BaseException):
 received: list[str] = []
 
 
+def signal_error(name: str) -> BaseException:
+    """What a received signal raises: KeyboardInterrupt for SIGINT, Terminated for SIGTERM."""
+    return KeyboardInterrupt() if name == "SIGINT" else Terminated()
+
+
 def raise_received() -> None:
     """Raise the first received signal's exception again, if one was received."""
     if received:
-        raise KeyboardInterrupt if received[0] == "SIGINT" else Terminated
+        raise signal_error(received[0])
 
 
 class SweepInterrupted(Exception):
